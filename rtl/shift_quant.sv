@@ -1,0 +1,80 @@
+// Copyright the nuq-rtl authors. SPDX-License-Identifier: Apache-2.0
+//
+// Linear shift quantizer (the uniform baseline of seed 003):
+//   y = min(floor(max(x, 0) / 2^s), 2^ABits - 1)
+// for Lanes signed accumulators per beat. One register stage; accepts one beat per cycle.
+`include "nuq_assert.svh"
+
+module shift_quant #(
+  /// Accumulator (input) width in bits, signed two's complement; 2..62.
+  parameter int AccWidth   = 16,
+  /// Output code width A in bits, unsigned; 1..16 and below AccWidth.
+  parameter int ABits      = 4,
+  /// Values per beat (parallel lanes); 1..1024.
+  parameter int Lanes      = 1,
+  /// Width of the run-time shift port in bits (derived; do not override).
+  parameter int ShiftWidth = $clog2(AccWidth)
+) (
+  /// Clock, rising edge.
+  input  logic                      clk_i,
+  /// Asynchronous active-low reset; empties the stage.
+  input  logic                      rst_ni,
+  /// Run-time shift s in bits, 0..AccWidth-1; quasi-static (change it only while idle).
+  input  logic [ShiftWidth-1:0]     shift_i,
+  /// Input beat valid.
+  input  logic                      in_valid_i,
+  /// Input beat accepted when in_valid_i && in_ready_o.
+  output logic                      in_ready_o,
+  /// Lanes signed accumulators, lane i at bits [i*AccWidth +: AccWidth].
+  input  logic [Lanes*AccWidth-1:0] in_data_i,
+  /// Output beat valid.
+  output logic                      out_valid_o,
+  /// Downstream ready (back-pressure when low).
+  input  logic                      out_ready_i,
+  /// Lanes unsigned codes 0..2^ABits-1, lane i at bits [i*ABits +: ABits].
+  output logic [Lanes*ABits-1:0]    out_data_o
+);
+
+  // Parameter checks at elaboration.
+  if (AccWidth < 2 || AccWidth > 62) begin : gen_check_acc
+    `NUQ_ELAB_FATAL((1, "shift_quant: AccWidth=%0d must lie in 2..62", AccWidth))
+  end
+  if (ABits < 1 || ABits > 16 || ABits >= AccWidth) begin : gen_check_abits
+    `NUQ_ELAB_FATAL((1, "shift_quant: ABits=%0d must lie in 1..16 and below AccWidth=%0d",
+                     ABits, AccWidth))
+  end
+  if (Lanes < 1 || Lanes > 1024) begin : gen_check_lanes
+    `NUQ_ELAB_FATAL((1, "shift_quant: Lanes=%0d must lie in 1..1024", Lanes))
+  end
+
+  localparam logic [AccWidth-1:0] MaxCode = AccWidth'((1 << ABits) - 1);
+
+  logic [Lanes*ABits-1:0] code_d;
+
+  for (genvar l = 0; l < Lanes; l++) begin : gen_lane
+    logic [AccWidth-1:0] x, q;
+    assign x = in_data_i[l*AccWidth +: AccWidth];
+    // Negative inputs give 0 (ReLU); the shift is logical on the non-negative value.
+    assign q = x[AccWidth-1] ? '0 : (x >> shift_i);
+    assign code_d[l*ABits +: ABits] = (q > MaxCode) ? MaxCode[ABits-1:0] : q[ABits-1:0];
+  end
+
+  // Output register: a pipeline stage that holds its beat under back-pressure.
+  logic                   valid_q;
+  logic [Lanes*ABits-1:0] data_q;
+
+  assign in_ready_o  = ~valid_q | out_ready_i;
+  assign out_valid_o = valid_q;
+  assign out_data_o  = data_q;
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      valid_q <= 1'b0;
+      data_q  <= '0;
+    end else if (in_ready_o) begin
+      valid_q <= in_valid_i;
+      if (in_valid_i) data_q <= code_d;
+    end
+  end
+
+endmodule

@@ -1,0 +1,140 @@
+"""Build and run a cocotb test module on Icarus or Verilator through ``cocotb_tools.runner``.
+
+One build directory per (toplevel, simulator, parameter set) under ``sim_build/``, reused across
+runs (Verilator builds dominate small suites). ``WAVES=1`` in the environment turns on FST
+waves, written to ``sim_build/<toplevel>-<sim>-<tag>/<toplevel>.fst`` for both simulators.
+The random seed comes from ``SEED`` (printed either way) and reaches the cocotb test as
+``TB_SEED``; the parameters reach it as JSON in ``TB_PARAMS``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from cocotb_tools.runner import get_runner
+
+ROOT = Path(__file__).resolve().parents[2]
+RTL = ROOT / "rtl"
+SIMS = ("icarus", "verilator")
+
+
+def waves_enabled() -> bool:
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def tb_seed() -> int:
+    """The run's seed: ``SEED`` from the environment, else a fresh random one. Printed so
+    that a failing run can be repeated with ``SEED=<n>``."""
+    env = os.environ.get("SEED")
+    seed = int(env) if env else random.SystemRandom().randrange(1, 2**31)
+    print(f"SEED={seed}  (repeat with: SEED={seed} make test ...)")
+    return seed
+
+
+def param_tag(parameters: Mapping[str, Any]) -> str:
+    tag = "_".join(f"{k}{v}" for k, v in parameters.items())
+    return re.sub(r"[^A-Za-z0-9_.-]", "", tag)[:120] or "default"
+
+
+def sim_build_dir(toplevel: str, sim: str, parameters: Mapping[str, Any]) -> Path:
+    return ROOT / "sim_build" / f"{toplevel}-{sim}-{param_tag(parameters)}"
+
+
+def run_cocotb(
+    toplevel: str,
+    sources: Sequence[str | Path],
+    test_module: str,
+    sim: str,
+    parameters: Mapping[str, Any] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    seed: int | None = None,
+    includes: Sequence[str | Path] = (RTL,),
+) -> Path:
+    """Build ``toplevel`` from ``sources`` (paths relative to ``rtl/`` or absolute) with
+    ``parameters`` on ``sim`` and run the cocotb tests of ``test_module``; raise on failure.
+
+    Returns the build/test directory (waves and ``results.xml`` are there)."""
+    if sim not in SIMS:
+        raise ValueError(f"sim: expected one of {SIMS}, got {sim!r}")
+    parameters = dict(parameters or {})
+    seed = tb_seed() if seed is None else seed
+    waves = waves_enabled()
+    build_dir = sim_build_dir(toplevel, sim, parameters)
+    srcs = [Path(s) if Path(s).is_absolute() else RTL / s for s in sources]
+    build_args: list[str] = []
+    test_args: list[str] = []
+    if sim == "verilator":
+        build_args += ["-j", str(os.cpu_count() or 2)]
+        if waves:
+            build_args += ["--trace-fst", "--trace-structs"]
+            test_args += ["--trace-file", f"{toplevel}.fst"]
+    runner = get_runner(sim)
+    build_log = build_dir / "build.log"
+    try:
+        runner.build(
+            sources=srcs,
+            hdl_toplevel=toplevel,
+            parameters=parameters,
+            build_dir=build_dir,
+            build_args=build_args,
+            includes=[str(i) for i in includes],
+            waves=waves,
+            timescale=("1ns", "1ps"),
+            always=False,
+            log_file=build_log,
+        )
+    except RuntimeError:
+        log = build_log.read_text() if build_log.exists() else "(no log)"
+        raise AssertionError(f"{toplevel} on {sim} with {parameters}: build failed:\n"
+                             f"{log[-4000:]}") from None
+    env = {
+        "TB_SEED": str(seed),
+        "TB_PARAMS": json.dumps(parameters),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.update(extra_env or {})
+    results = runner.test(
+        hdl_toplevel=toplevel,
+        test_module=test_module,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        seed=seed,
+        waves=waves,
+        test_args=test_args,
+        extra_env=env,
+        timescale=("1ns", "1ps"),
+    )
+    _check_results(results, toplevel, sim, seed)
+    if waves:
+        print(f"waves: {build_dir / (toplevel + '.fst')}")
+    return build_dir
+
+
+def _check_results(results: Path, toplevel: str, sim: str, seed: int) -> None:
+    """Fail the pytest test if any cocotb test failed or none ran (cocotb 2 runner leaves
+    this to the caller)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(results).getroot()
+    cases = list(root.iter("testcase"))
+    failed = [c.get("name") for c in cases
+              if c.find("failure") is not None or c.find("error") is not None]
+    if not cases:
+        raise AssertionError(f"{toplevel} on {sim}: no cocotb test ran (SEED={seed})")
+    if failed:
+        raise AssertionError(f"{toplevel} on {sim}: cocotb tests failed: {failed} (SEED={seed})")
+
+
+def tool_version(sim: str) -> str:
+    exe = "iverilog" if sim == "icarus" else "verilator"
+    try:
+        out = subprocess.run([exe, "-V" if sim == "icarus" else "--version"], capture_output=True,
+                             text=True, check=False).stdout
+    except FileNotFoundError:
+        return "missing"
+    return out.splitlines()[0] if out else "unknown"

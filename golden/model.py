@@ -204,9 +204,9 @@ def _infer_types(model: IntModel) -> None:
             out_bits = _int_attr(where, a, "out_bits", 2, 62)
             sh = a.get("shifts", [0, 0])
             if (not isinstance(sh, list) or len(sh) != 2
-                    or any(isinstance(v, bool) or not isinstance(v, int) or abs(v) > 32
+                    or any(isinstance(v, bool) or not isinstance(v, int) or abs(v) > 15
                            for v in sh)):
-                raise ExportError(f"{where}: field 'shifts' must be two integers in [-32, 32], "
+                raise ExportError(f"{where}: field 'shifts' must be two integers in [-15, 15], "
                                   f"got {sh!r}")
             types[lay.name] = TensorType("acc", out_bits, x.shape)
         else:

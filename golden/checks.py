@@ -88,5 +88,6 @@ def check_weights(name: str, w: Any, bits: int) -> np.ndarray:
 def check_shape(name: str, arr: np.ndarray, shape: tuple[int | None, ...]) -> None:
     """Check ``arr.shape`` against ``shape`` where ``None`` matches any size."""
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape)
+        want += ",)" if len(shape) == 1 else ")"
         raise ValueError(f"{name}: shape {tuple(arr.shape)} does not match {want}")

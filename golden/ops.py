@@ -97,7 +97,7 @@ def conv_out_size(size: int, kernel: int, stride: int, pad: int) -> int:
     out = (size + 2 * pad - kernel) // stride + 1
     if out < 1:
         raise ValueError(
-            f"kernel {kernel} with stride {stride} and pad {pad} does not fit input size {size}"
+            f"kernel: {kernel} with stride {stride} and pad {pad} does not fit input size {size}"
         )
     return out
 
@@ -194,7 +194,7 @@ def bit_length(x: np.ndarray) -> np.ndarray:
     for ``x > 0``, ``0`` for ``x == 0``), computed with shifts only."""
     x = as_int_array("x", x)
     if (x < 0).any():
-        raise ValueError("x: bit_length needs non-negative values")
+        raise ValueError(f"x: bit_length needs non-negative values, got {int(x[x < 0][0])}")
     out = np.zeros(x.shape, dtype=np.int64)
     t = x.copy()
     for sh in (32, 16, 8, 4, 2, 1):

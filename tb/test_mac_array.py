@@ -77,7 +77,8 @@ class MacEnv:
                 "user": user,
             })
         self.env.sb.expect({"y": pack(y, self.acc), "user": user},
-                           f"{what} dot product of {n} beats: act={act.tolist()} "
+                           f"{what} dot product of {n} beats (golden per PE: {y.tolist()}, "
+                           f"user {user}): act={act.tolist()} "
                            f"wgt={wgt.tolist()} bias={bias.tolist()}")
 
     def random_dot(self, n: int | None = None) -> None:

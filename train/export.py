@@ -1,0 +1,184 @@
+"""Export a fully quantized :class:`train.models.QNet` as an integer model (``golden/model.py``
+format ``nuq-int-model``): integer weight codes, biases, thresholds, shifts, offsets, the graph
+and every width.
+
+Integer rules (DESIGN.md, docs/arithmetic.md):
+
+* weights: :func:`train.quant.weight_codes_int` (float64, one rounding), reordered to
+  (Cout, K, K, Cin) / (M, N in H, W, C order);
+* bias: ``b_int = round(b / S)`` (half to even) with ``S`` the accumulator's scale; when a
+  threshold quantizer is the conv's only consumer the bias is folded into its thresholds;
+* thresholds: real thresholds in float64 divided by ``S``, ``t_1 = 0`` exactly,
+  ``T = floor(t) + 1 - b``, clamped into ``[-bound, bound + 1]`` (``bound`` = largest reachable
+  ``|x|``), see :func:`train.quant.integer_thresholds`;
+* widths: every accumulator-kind tensor is ``signed_width(bound + 1)`` bits (so an unreachable
+  threshold ``bound + 1`` fits), never less than ``golden.ops.acc_width``; a residual add never
+  saturates unless its bound passes 48 bits (then it saturates at 48, documented);
+* residual add: the two scales differ by a power of two by construction (the block's second conv
+  snaps its weight scale), the shifts are ``log2`` of the scale ratios (>= 0, <= 15).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from golden import ops
+from golden.model import ExportError, IntModel, Layer, save_model, validate
+
+from .models import QConv, QDense, QNet
+from .quant import ActQuantizer, integer_thresholds
+
+MAX_RES_BITS = 48
+
+
+def _bias_int(m: QConv | QDense, scale: float) -> np.ndarray | None:
+    if not m.has_bias:
+        return None
+    b = m.bias.detach().double().cpu().numpy() / scale
+    return np.round(b).astype(np.int64)
+
+
+def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None = None
+                 ) -> IntModel:
+    """Build and validate the integer model of a fully quantized ``net``; raises
+    :class:`golden.model.ExportError` when the net is not fully quantized or the result does
+    not validate."""
+    if not net.fully_quantized:
+        raise ExportError("model: not every layer is quantized (finish the gradual schedule "
+                          "before exporting)")
+    c, h, w = net.input_shape
+    # per tensor: (scale, kind, bits, bound, shape HWC)
+    info: dict[str, tuple[float, str, int, int, tuple[int, ...]]] = {
+        "input": (net.input_scale, "code", net.input_bits, (1 << net.input_bits) - 1, (h, w, c))}
+    folded: dict[str, np.ndarray | None] = {}
+    layers: list[Layer] = []
+    for n in net.nodes:
+        src = n.inputs[0]
+        s_in, kind, bits, bound, shape = info[src]
+        if n.op in ("conv2d", "dense"):
+            m = net.mods[n.name]
+            if kind != "code":
+                raise ExportError(f"{n.name}: input '{src}' is not a code tensor")
+            align = info[n.attrs["align"]][0] if "align" in n.attrs else None
+            s_w = m.w_scale(s_in, align)
+            scale = s_in * s_w
+            codes = m.wq.int_codes(m.weight)
+            b = _bias_int(m, scale)
+            dot = ops.dot_bound(m.fan_in, bits, m.w_bits)
+            if n.op == "conv2d":
+                wt = codes.transpose(0, 2, 3, 1)
+                ho = ops.conv_out_size(shape[0], m.k, m.stride, m.pad)
+                wo = ops.conv_out_size(shape[1], m.k, m.stride, m.pad)
+                out_shape: tuple[int, ...] = (ho, wo, m.cout)
+                attrs = dict(kernel=m.k, stride=m.stride, pad=m.pad, in_channels=m.cin,
+                             out_channels=m.cout, w_bits=m.w_bits)
+            else:
+                if len(shape) == 3:  # torch flattens (C, H, W); the export (H, W, C)
+                    hh, ww, cc = shape
+                    wt = codes.reshape(m.n_out, cc, hh, ww).transpose(0, 2, 3, 1)
+                    wt = wt.reshape(m.n_out, -1)
+                else:
+                    wt = codes
+                out_shape = (m.n_out,)
+                attrs = dict(in_features=m.n_in, out_features=m.n_out, w_bits=m.w_bits)
+            arrays = {"weight": np.ascontiguousarray(wt)}
+            if m.fold_bias:
+                folded[n.name] = b
+                out_bound = dot
+            else:
+                if b is not None:
+                    arrays["bias"] = b
+                out_bound = dot + (int(np.abs(b).max(initial=0)) if b is not None else 0)
+            acc_bits = ops.signed_width(out_bound + 1)
+            attrs["acc_bits"] = acc_bits
+            layers.append(Layer(n.name, n.op, [src], attrs, arrays))
+            info[n.name] = (scale, "acc", acc_bits, out_bound, out_shape)
+        elif n.op == "act":
+            a: ActQuantizer = net.mods[n.name]
+            if kind != "acc":
+                raise ExportError(f"{n.name}: input '{src}' is not an accumulator")
+            if a.kind == "threshold":
+                t_acc = a.real_thresholds() / s_in
+                hi = min(bound, (1 << (bits - 1)) - 2)
+                t = integer_thresholds(t_acc, folded.get(src), hi)
+                layers.append(Layer(n.name, "threshold", [src], dict(a_bits=a.a_bits),
+                                    dict(thresholds=t)))
+            elif a.kind == "log2":
+                layers.append(Layer(n.name, "log2", [src],
+                                    dict(a_bits=a.a_bits, offset=min(a.offset(s_in), bits))))
+            else:
+                layers.append(Layer(n.name, "shift", [src],
+                                    dict(a_bits=a.a_bits, shift=min(a.shift(s_in), bits))))
+            info[n.name] = (a.out_scale(s_in), "code", a.a_bits, a.levels, shape)
+        elif n.op == "maxpool":
+            k, s = n.attrs["kernel"], n.attrs["stride"]
+            out_shape = (ops.conv_out_size(shape[0], k, s, 0),
+                         ops.conv_out_size(shape[1], k, s, 0), shape[2])
+            layers.append(Layer(n.name, "maxpool", [src], dict(kernel=k, stride=s)))
+            info[n.name] = (s_in, kind, bits, bound, out_shape)
+        elif n.op == "add":
+            s_r, _, _, bound_r, _ = info[n.inputs[1]]
+            ratio = math.log2(s_in / s_r)
+            k = round(ratio)
+            if abs(ratio - k) > 1e-6:
+                raise ExportError(f"{n.name}: residual scales {s_in} and {s_r} do not differ "
+                                  "by a power of two")
+            shifts = [k, 0] if k >= 0 else [0, -k]
+            if max(shifts) > 15:
+                raise ExportError(f"{n.name}: field 'shifts' {shifts} exceeds 15 (scales too "
+                                  "far apart)")
+            out_bound = (bound << shifts[0]) + (bound_r << shifts[1])
+            out_bits = ops.signed_width(out_bound + 1)
+            if out_bits > MAX_RES_BITS:
+                out_bits, out_bound = MAX_RES_BITS, (1 << (MAX_RES_BITS - 1)) - 1
+            layers.append(Layer(n.name, "add", list(n.inputs),
+                                dict(out_bits=out_bits, shifts=shifts)))
+            info[n.name] = (min(s_in, s_r), "acc", out_bits, out_bound, shape)
+        else:
+            raise ExportError(f"{n.name}: unknown op {n.op!r}")
+    model = IntModel(name or net.model_name, (h, w, c), net.input_bits, layers, net.output,
+                     meta=dict(meta or {}))
+    return validate(model)
+
+
+def layer_report(model: IntModel) -> list[dict[str, Any]]:
+    """Per conv/dense layer: name, bits (w, a_in), MACs and BOPs (``golden.ops.bops_layer``)."""
+    rows = []
+    for lay in model.layers:
+        if lay.op not in ("conv2d", "dense"):
+            continue
+        a_in = model.types[lay.inputs[0]].bits
+        out = model.types[lay.name].shape
+        w = lay.arrays["weight"]
+        if lay.op == "conv2d":
+            m, k, n = lay.attrs["out_channels"], lay.attrs["kernel"], lay.attrs["in_channels"]
+            pix = out[0] * out[1]
+        else:
+            m, k, n, pix = w.shape[0], 1, w.shape[1], 1
+        rows.append(dict(layer=lay.name, w_bits=lay.attrs["w_bits"], a_bits=a_in,
+                         acc_bits=lay.attrs["acc_bits"], macs=m * n * k * k * pix,
+                         bops=ops.bops_layer(m, n, k, a_in, lay.attrs["w_bits"], pix)))
+    return rows
+
+
+def _hwgen_files(model: IntModel) -> dict[str, bytes]:
+    """Memory images for the RTL, from the engine engineer's ``hwgen`` package if present
+    (hook: ``hwgen.memory_images(model) -> {relative path: bytes}``); empty otherwise."""
+    try:
+        import hwgen  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    fn = getattr(hwgen, "memory_images", None)
+    return dict(fn(model)) if callable(fn) else {}
+
+
+def export_model(net: QNet, path: str | os.PathLike, meta: dict[str, Any] | None = None
+                 ) -> Path:
+    """Export ``net`` to directory ``path`` atomically (``golden.model.save_model``); the export
+    is validated first and nothing is written if it does not validate."""
+    model = to_int_model(net, meta=meta)
+    return save_model(model, path, extra_files=_hwgen_files(model))

@@ -1,0 +1,447 @@
+"""Quantizers for quantization-aware training (QAT), as autograd functions and ``nn.Module``\\ s.
+
+Every quantizer has two faces:
+
+* a *training* face (float32, differentiable through a straight-through estimator) that works on
+  the real-valued tensors of the network, where a real tensor is ``S * integer`` for a known
+  per-tensor scale ``S`` once the layer is quantized;
+* an *integer* face (pure functions on Python/NumPy integers, float64 only where a Gaussian
+  quantile is evaluated, rounded once) that produces the integers of the export:
+  weight codes, thresholds, log2 offsets and shifts. These integers are exactly what
+  ``golden/`` and the RTL use (``/work/shared/DESIGN.md``, ``docs/arithmetic.md``).
+
+Papers (``/work/shared/seeds/``): 003 = "Efficient non-uniform quantizer ... targeting
+re-configurable hardware" (Gaussian-CDF weights, equiprobable thresholds, STE x normal pdf,
+modified residual block, gradual quantization); 001 = UNIQ (uniform noise in the CDF domain,
+BOPs); 000 = NICE thesis (partial noise injection, learned clamping initialised from statistics,
+gradual quantization).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.special import ndtri  # float64 Gaussian quantile
+from torch import nn
+
+from golden import ops
+
+SQRT2 = math.sqrt(2.0)
+SQRT2PI = math.sqrt(2.0 * math.pi)
+NoiseMode = Literal["none", "uniq", "nice"]
+ACT_KINDS = ("threshold", "log2", "shift")
+
+
+def phi(z: torch.Tensor) -> torch.Tensor:
+    """Standard normal CDF ``Phi(z) = (1 + erf(z / sqrt 2)) / 2``."""
+    return 0.5 * (1.0 + torch.erf(z / SQRT2))
+
+
+def pdf(z: torch.Tensor) -> torch.Tensor:
+    """Standard normal density ``phi(z) = exp(-z^2 / 2) / sqrt(2 pi)``."""
+    return torch.exp(-0.5 * z * z) / SQRT2PI
+
+
+def check_bits(name: str, bits: int, lo: int, hi: int) -> int:
+    """Return ``bits`` if it is an integer in ``[lo, hi]``, else raise ``ValueError``."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not lo <= bits <= hi:
+        raise ValueError(f"{name}: {bits!r} is not a bit width in [{lo}, {hi}]")
+    return int(bits)
+
+
+# --------------------------------------------------------------------------------------------
+# Weights: Gaussian CDF codes (seed 003 after UNIQ)
+# --------------------------------------------------------------------------------------------
+
+
+def weight_codes_int(w: np.ndarray, mu: float, sigma: float, bits: int) -> np.ndarray:
+    """Integer weight codes of seed 003 (DESIGN.md "Weight quantization"), in float64:
+    ``w_q = clamp(round((Phi((W - mu)/sigma) - 0.5) * 2^B), -(2^(B-1)-1), 2^(B-1)-1)``.
+
+    Rounding is half to even (``np.round``), the project's single rule. Returns int64.
+    """
+    bits = check_bits("bits", bits, 2, 16)
+    if not sigma > 0:
+        raise ValueError(f"sigma: weight standard deviation must be > 0, got {sigma!r}")
+    from scipy.special import ndtr
+
+    z = (np.asarray(w, dtype=np.float64) - mu) / sigma
+    m = (1 << (bits - 1)) - 1
+    return np.clip(np.round((ndtr(z) - 0.5) * (1 << bits)), -m, m).astype(np.int64)
+
+
+class WeightCodeSTE(torch.autograd.Function):
+    """Seed 003 weight quantizer with UNIQ/NICE noise options.
+
+    Forward: ``u = (Phi((W - mu)/sigma) - 0.5) * 2^B`` then
+
+    * ``noise="none"``: ``code = clamp(round(u))`` (the export's exact rule);
+    * ``noise="uniq"`` (UNIQ, seed 001): ``code = clamp(u + e)``, ``e ~ U[-1/2, 1/2)``, i.e.
+      uniform noise of one quantization step ``2^-B`` in the Phi domain replaces the rounding;
+    * ``noise="nice"`` (NICE, seed 000): a random fraction ``p`` of the weights is noised as in
+      UNIQ, the rest is rounded.
+
+    Backward (seed 003, "STE x normal pdf"): ``d code / d W = 2^B * phi(z) / sigma``, the
+    derivative of the CDF mapping, rounding and noise passed straight through. ``mu`` and
+    ``sigma`` are statistics, not trained (no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, w, mu, sigma, bits, noise, frac):  # type: ignore[override]
+        z = (w - mu) / sigma
+        u = (phi(z) - 0.5) * float(1 << bits)
+        m = float((1 << (bits - 1)) - 1)
+        if noise == "none":
+            q = torch.round(u)
+        else:
+            e = torch.rand_like(u) - 0.5
+            if noise == "nice":
+                e = torch.where(torch.rand_like(u) < frac, e, torch.round(u) - u)
+            q = u + e
+        ctx.save_for_backward(z)
+        ctx.scale = float(1 << bits) / float(sigma)
+        return torch.clamp(q, -m, m)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        return g * pdf(z) * ctx.scale, None, None, None, None, None
+
+
+class WeightQuantizer(nn.Module):
+    """Per-layer Gaussian-CDF weight quantizer (seed 003): real ``W`` -> integer codes.
+
+    The dequantized weight used in training is ``code * s_w`` with
+    ``s_w = sqrt(2 pi) sigma / 2^B``, so that near the mean ``code * s_w ~= W - mu`` (the slope
+    of ``Phi`` at 0 is ``1/sqrt(2 pi)``). The scale never reaches the hardware: it multiplies
+    every accumulator of the layer and is absorbed by the next quantizer's integer parameters.
+    ``align`` optionally snaps ``s_w`` by a power of two (see :meth:`scale`).
+    """
+
+    def __init__(self, bits: int, noise: NoiseMode = "none", noise_frac: float = 0.5):
+        super().__init__()
+        self.bits = check_bits("w_bits", bits, 2, 16)
+        if noise not in ("none", "uniq", "nice"):
+            raise ValueError(f"noise: {noise!r} is not one of none, uniq, nice")
+        if not 0.0 <= noise_frac <= 1.0:
+            raise ValueError(f"noise_frac: {noise_frac!r} is not in [0, 1]")
+        self.noise, self.noise_frac = noise, float(noise_frac)
+
+    @staticmethod
+    def stats(w: torch.Tensor) -> tuple[float, float]:
+        """Per-layer ``(mu_w, sigma_w)`` of the real weights (population std, floor 1e-8)."""
+        wd = w.detach().double()
+        return float(wd.mean()), max(float(wd.std(unbiased=False)), 1e-8)
+
+    def natural_scale(self, w: torch.Tensor) -> float:
+        """``s_w = sqrt(2 pi) sigma_w / 2^B``."""
+        return SQRT2PI * self.stats(w)[1] / (1 << self.bits)
+
+    def codes(self, w: torch.Tensor) -> torch.Tensor:
+        """Differentiable codes (float tensor of integers unless noise is on in training)."""
+        mu, sigma = self.stats(w)
+        noise = self.noise if self.training else "none"
+        return WeightCodeSTE.apply(w, mu, sigma, self.bits, noise, self.noise_frac)
+
+    def int_codes(self, w: torch.Tensor) -> np.ndarray:
+        """The export's integer codes (float64 evaluation, one rounding)."""
+        mu, sigma = self.stats(w)
+        return weight_codes_int(w.detach().double().cpu().numpy(), mu, sigma, self.bits)
+
+
+# --------------------------------------------------------------------------------------------
+# Activation quantizers: integer parameters
+# --------------------------------------------------------------------------------------------
+
+
+def equiprobable_thresholds(mu: np.ndarray, sigma: np.ndarray, a_bits: int,
+                            clamp: np.ndarray | None = None) -> np.ndarray:
+    """Real thresholds ``t[c][k]``, k = 1..L (L = 2^A - 1), in float64 (seed 003, DESIGN.md):
+    ``Z = Phi(-mu/sigma)``, ``t_k = mu + sigma * Phiinv(Z + (k-1)(U - Z)/L)`` with ``t_1 = 0``
+    exactly (ReLU built in). ``U = 1`` without clamping (positive codes equiprobable under
+    ``N(mu, sigma)``); with a NICE clamp ``c``, ``U = Phi((c - mu)/sigma)`` so the L positive
+    codes share ``(0, c]`` equally and the top code means ``x > t_L``.
+
+    This is the "divide by L" reading of the seed's formula (documented in docs/arithmetic.md).
+    Returns a (C, L) float64 array.
+    """
+    from scipy.special import ndtr
+
+    a_bits = check_bits("a_bits", a_bits, 1, 16)
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    sigma = np.maximum(np.atleast_1d(np.asarray(sigma, dtype=np.float64)), 1e-12)
+    levels = (1 << a_bits) - 1
+    z = ndtr(-mu / sigma)
+    u = np.ones_like(z) if clamp is None else ndtr((np.asarray(clamp, np.float64) - mu) / sigma)
+    u = np.maximum(u, z)
+    k = np.arange(levels, dtype=np.float64)
+    p = z[:, None] + k[None, :] * (u - z)[:, None] / levels
+    p = np.clip(p, 0.0, np.nextafter(1.0, 0.0))
+    t = mu[:, None] + sigma[:, None] * ndtri(p)
+    t[:, 0] = 0.0
+    return np.maximum.accumulate(np.maximum(t, 0.0), axis=1)
+
+
+def integer_thresholds(t_acc: np.ndarray, bias: np.ndarray | None, bound: int) -> np.ndarray:
+    """Integer thresholds from real ones in accumulator units (DESIGN.md):
+    ``T_k = floor(t_k) + 1`` (so ``x >= T_k`` iff ``x > t_k`` for integer x), the integer bias
+    folded (``T <- T - b``), then clamped into ``[-bound, bound + 1]`` where ``bound`` is the
+    largest reachable ``|x|`` of the bias-free accumulator: a threshold above it stays unreachable
+    (``bound + 1``), one below it is always passed (``-bound``). Returns int64 (C, L)."""
+    t = np.floor(np.asarray(t_acc, dtype=np.float64))
+    big = float(bound + 2)
+    t = np.clip(t, -big, big).astype(np.int64) + 1
+    if bias is not None:
+        t = t - np.asarray(bias, dtype=np.int64)[:, None]
+    return np.clip(t, -bound, bound + 1)
+
+
+def log2_offset(top: float, a_bits: int) -> int:
+    """Log2 offset ``s >= 0`` from statistics: the code ``2^A - 1`` starts at the leading-one
+    position of ``top`` (accumulator units, e.g. ``mu + 3 sigma``):
+    ``s = max(0, bit_length(ceil(top)) - (2^A - 1))``."""
+    levels = (1 << a_bits) - 1
+    top_i = int(math.ceil(max(top, 1.0)))
+    return max(0, min(62, top_i.bit_length() - levels))
+
+
+def calibrated_shift(top: float, a_bits: int) -> int:
+    """Shift from statistics: the smallest ``s >= 0`` with ``(2^A - 1) 2^s >= top`` rounded in
+    the log domain, ``s = max(0, round(log2(top / (2^A - 1))))`` (``top`` e.g. ``mu + 3 sigma``
+    in accumulator units)."""
+    levels = (1 << a_bits) - 1
+    return max(0, min(62, int(round(math.log2(max(top, 1.0) / levels)))))
+
+
+def bit_length_t(x: torch.Tensor) -> torch.Tensor:
+    """``floor(log2 x) + 1`` for integer-valued float64 ``x > 0`` (0 for ``x <= 0``), exact up to
+    2^53 through ``frexp`` (``x = m 2^e`` with ``m`` in [0.5, 1) gives ``e``)."""
+    _, e = torch.frexp(torch.clamp(x, min=0.0))
+    return torch.where(x > 0, e.to(x.dtype), torch.zeros_like(x))
+
+
+# --------------------------------------------------------------------------------------------
+# Activation quantizers: training surrogates (straight-through estimators)
+# --------------------------------------------------------------------------------------------
+
+
+class ThresholdSTE(torch.autograd.Function):
+    """Threshold quantizer of seed 003 with its gradient.
+
+    Forward: ``y = #{k : x > t_k}`` per channel (``t`` real thresholds of
+    :func:`equiprobable_thresholds`, in the units of ``x``; for an integer ``x`` this is
+    ``#{k : x >= floor(t_k) + 1}``, the integer rule). Backward: STE x normal pdf, the derivative
+    of the smooth surrogate ``L (Phi((x - mu)/sigma) - Z) / (U - Z)`` for ``0 < x <= c`` and 0
+    elsewhere (ReLU part). With a learned clamp ``c`` (NICE), ``d y / d c`` is the derivative
+    of the same surrogate with respect to ``U = Phi((c - mu)/sigma)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, t, mu, sigma, c, levels):  # type: ignore[override]
+        # x: (N, C, ...) ; t: (C, L) ; mu, sigma, c: (C,)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        y = torch.zeros_like(x)
+        for k in range(t.shape[1]):
+            y = y + (x > t[:, k].reshape(shape)).to(x.dtype)
+        ctx.save_for_backward(x, mu, sigma, c)
+        ctx.levels, ctx.shape = levels, shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x, mu, sigma, c = ctx.saved_tensors
+        shape, levels = ctx.shape, ctx.levels
+        mu_, sg_, c_ = mu.reshape(shape), sigma.reshape(shape), c.reshape(shape)
+        z0 = phi(-mu_ / sg_)
+        u = torch.maximum(phi((c_ - mu_) / sg_), z0 + 1e-6)
+        span = u - z0
+        inside = (x > 0) & (x <= c_)
+        dx = torch.where(inside, levels * pdf((x - mu_) / sg_) / (sg_ * span), 0.0)
+        gx = g * dx
+        gc = None
+        if ctx.needs_input_grad[4]:
+            # y = L (Phi(x) - Z)/(U - Z): dy/dU = -y/(U - Z); dU/dc = pdf((c-mu)/s)/s
+            ysur = levels * (phi((x - mu_) / sg_) - z0) / span
+            dyc = torch.where(inside, -ysur / span * pdf((c_ - mu_) / sg_) / sg_, 0.0)
+            gc = (g * dyc).sum(dim=[d for d in range(x.dim()) if d != 1])
+        return gx, None, None, None, gc, None
+
+
+class Log2STE(torch.autograd.Function):
+    """Log2 (priority encoder) activation on accumulator-unit values ``x`` (float holding
+    integers): ``y = 0`` if ``x <= 0`` else ``clamp(bit_length(x) - s, 0, 2^A - 1)``.
+    Backward: the derivative of ``log2 x``, ``1 / (x ln 2)``, inside the unsaturated range
+    ``[2^s, 2^(s + 2^A - 1))``, 0 outside (STE)."""
+
+    @staticmethod
+    def forward(ctx, x, s, levels):  # type: ignore[override]
+        xr = torch.round(x)
+        _, e = torch.frexp(torch.clamp(xr, min=0.0))
+        y = torch.where(xr > 0, torch.clamp(e.to(x.dtype) - s, 0, levels), torch.zeros_like(x))
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = float(2 ** s), float(2.0 ** (s + levels))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        inside = (x >= ctx.lo * 0.5) & (x < ctx.hi)
+        return g * torch.where(inside, 1.0 / (x.clamp(min=0.5) * math.log(2.0)), 0.0), None, None
+
+
+class ShiftSTE(torch.autograd.Function):
+    """Linear shift quantizer on accumulator-unit ``x``:
+    ``y = min(floor(max(x, 0) / 2^s), 2^A - 1)``. Backward: ``2^-s`` on ``[0, 2^s 2^A)`` (STE),
+    0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx, x, s, levels):  # type: ignore[override]
+        y = torch.clamp(torch.floor(torch.clamp(torch.round(x), min=0.0) / 2.0 ** s), max=levels)
+        ctx.save_for_backward(x)
+        ctx.s, ctx.levels = s, levels
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        step = 2.0 ** ctx.s
+        inside = (x > 0) & (x < step * (ctx.levels + 1))
+        return g * torch.where(inside, 1.0 / step, 0.0), None, None
+
+
+class ActQuantizer(nn.Module):
+    """Activation quantizer of one layer: accumulator in, unsigned ``A``-bit code out.
+
+    ``kind`` is ``threshold`` (seed 003: per-channel, or per-layer, equiprobable thresholds from
+    running ``mu, sigma``), ``log2`` (priority encoder with an offset from statistics) or
+    ``shift`` (``shift_mode`` ``"calibrated"``: from statistics; ``"worst"``: the seed's
+    worst-case shift from the fan-in). Running statistics ``mu, sigma`` are kept per channel on
+    the *real* pre-activation ``x = S * acc`` (S = the accumulator's scale) and converted to
+    accumulator units by dividing by ``S`` (float64) whenever integers are needed.
+
+    ``clamp=True`` adds NICE's learned clamp ``c`` per channel (real units), initialised from
+    statistics as ``mu + 3 sigma`` at calibration; for ``threshold`` it bounds the equiprobable
+    range, for ``shift``/``log2`` it sets the top code (the shift/offset follow from ``c``).
+
+    When the layer is not quantized (gradual schedule, FP32 training) it is a plain ReLU that
+    still records statistics. In training the output is ``code * s_a`` with a per-layer scale
+    ``s_a`` (``top / L`` for threshold/log2, ``2^s S`` for shift).
+    """
+
+    def __init__(self, channels: int, a_bits: int, kind: str = "threshold",
+                 per_channel: bool = True, shift_mode: str = "calibrated", clamp: bool = False,
+                 momentum: float = 0.1):
+        super().__init__()
+        if kind not in ACT_KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {', '.join(ACT_KINDS)}")
+        if shift_mode not in ("calibrated", "worst"):
+            raise ValueError(f"shift_mode: {shift_mode!r} is not calibrated or worst")
+        self.a_bits = check_bits("a_bits", a_bits, 1, 16)
+        self.kind, self.per_channel, self.shift_mode = kind, per_channel, shift_mode
+        self.use_clamp, self.momentum = clamp, momentum
+        self.quant = False
+        self.calibrating = False
+        self.register_buffer("run_mu", torch.zeros(channels, dtype=torch.float64))
+        self.register_buffer("run_var", torch.ones(channels, dtype=torch.float64))
+        self.register_buffer("n_seen", torch.zeros((), dtype=torch.long))
+        self.clamp_c = nn.Parameter(torch.full((channels,), float("inf")), requires_grad=clamp)
+        # fan-in bound for the worst-case shift, set by the graph: (fan_in, a_in_bits, w_bits)
+        self.worst: tuple[int, int, int] | None = None
+
+    @property
+    def levels(self) -> int:
+        return (1 << self.a_bits) - 1
+
+    # ---- statistics --------------------------------------------------------------------
+    def _update_stats(self, x: torch.Tensor) -> None:
+        dims = [d for d in range(x.dim()) if d != 1]
+        xd = x.detach().double()
+        mu = xd.mean(dim=dims)
+        var = xd.var(dim=dims, unbiased=False)
+        if self.calibrating:  # cumulative average over the calibration batches
+            n = int(self.n_seen)
+            self.run_mu.mul_(n / (n + 1)).add_(mu / (n + 1))
+            self.run_var.mul_(n / (n + 1)).add_(var / (n + 1))
+        else:
+            self.run_mu.mul_(1 - self.momentum).add_(self.momentum * mu)
+            self.run_var.mul_(1 - self.momentum).add_(self.momentum * var)
+        self.n_seen += 1
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu, sigma)`` per channel (real units, float64); per-layer mode pools them."""
+        mu = self.run_mu.cpu().numpy().astype(np.float64)
+        var = self.run_var.cpu().numpy().astype(np.float64)
+        if not self.per_channel:
+            m = mu.mean()
+            var = np.full_like(var, (var + (mu - m) ** 2).mean())
+            mu = np.full_like(mu, m)
+        return mu, np.sqrt(np.maximum(var, 1e-24))
+
+    def init_clamp(self) -> None:
+        """NICE: initialise the learned clamp from statistics, ``c = mu + 3 sigma`` (> 0)."""
+        if self.use_clamp:
+            mu, sg = self.stats()
+            c = np.maximum(mu + 3.0 * sg, sg)
+            self.clamp_c.data = torch.tensor(c, dtype=torch.float32)
+
+    def _clamp_np(self) -> np.ndarray | None:
+        if not self.use_clamp or not torch.isfinite(self.clamp_c).all():
+            return None
+        return self.clamp_c.detach().double().cpu().numpy()
+
+    def top(self, scale: float) -> float:
+        """Per-layer top of the range in accumulator units: the clamp if learned, else
+        ``max_c (mu + 3 sigma)``."""
+        c = self._clamp_np()
+        if c is not None:
+            return float(c.max()) / scale
+        mu, sg = self.stats()
+        return float((mu + 3.0 * sg).max()) / scale
+
+    # ---- integer parameters ------------------------------------------------------------
+    def shift(self, scale: float) -> int:
+        """The shift of a ``shift`` quantizer for accumulator scale ``scale``."""
+        if self.shift_mode == "worst":
+            if self.worst is None:
+                raise ValueError("shift_mode 'worst' needs the fan-in (set by the graph)")
+            return ops.worst_case_shift(*self.worst, self.a_bits)
+        return calibrated_shift(self.top(scale), self.a_bits)
+
+    def offset(self, scale: float) -> int:
+        """The offset of a ``log2`` quantizer for accumulator scale ``scale``."""
+        return log2_offset(self.top(scale), self.a_bits)
+
+    def real_thresholds(self) -> np.ndarray:
+        """(C, L) float64 thresholds in real units (see :func:`equiprobable_thresholds`)."""
+        mu, sg = self.stats()
+        return equiprobable_thresholds(mu, sg, self.a_bits, self._clamp_np())
+
+    def out_scale(self, scale: float) -> float:
+        """Training scale ``s_a`` of the output codes (a positive float)."""
+        if self.kind == "shift":
+            return float(2.0 ** self.shift(scale) * scale)
+        return max(self.top(scale) * scale, 1e-12) / self.levels
+
+    # ---- forward -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, float]:
+        """Training/FP forward on the real pre-activation ``x`` (scale ``S``): returns
+        ``(code * s_a, s_a)`` when quantized, ``(relu(x), s_a)`` otherwise."""
+        if self.training or self.calibrating:
+            self._update_stats(x)
+        s_a = self.out_scale(scale)
+        if not self.quant:
+            return torch.relu(x), s_a
+        if self.kind == "threshold":
+            mu, sg = self.stats()
+            t = torch.tensor(self.real_thresholds(), dtype=x.dtype, device=x.device)
+            c = self.clamp_c if self.use_clamp and torch.isfinite(self.clamp_c).all() else \
+                torch.full_like(self.clamp_c, float("inf"))
+            y = ThresholdSTE.apply(x, t, torch.tensor(mu, dtype=x.dtype),
+                                   torch.tensor(sg, dtype=x.dtype), c, float(self.levels))
+        elif self.kind == "log2":
+            y = Log2STE.apply(x / scale, self.offset(scale), self.levels)
+        else:
+            y = ShiftSTE.apply(x / scale, self.shift(scale), self.levels)
+        return y * s_a, s_a

@@ -1,0 +1,180 @@
+"""Run whole networks on the RTL engine (``rtl/nuq_engine.sv``) and compare with golden/.
+
+Host side of ``make sim`` and of ``tb/test_engine.py``: plan the model(s) with
+:mod:`hwgen.engine_image`, write the memory images and the generated wrapper, build once per
+(engine configuration, simulator) and run the cocotb tests of ``tb.test_engine``. The cocotb
+side reads the export, the images and the options from the environment (``ENGINE_*``) and writes
+a JSON result file that :func:`main` summarises.
+
+    python -m tb.engine_sim [--model DIR] [--sim verilator|icarus] [-n N] [--pe 8 --simd 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from golden.model import IntModel, load_model, predict, save_model
+from hwgen.engine_image import (EngineConfig, EnginePlan, plan, summary, union_params,
+                                wrapper_sv, write_image)
+from tb.common.runner import ROOT, SIMS, run_cocotb
+
+BLOCKS = ["mac_array.sv", "threshold_quant.sv", "log2_act.sv", "shift_quant.sv",
+          "residual_add.sv", "nuq_engine.sv"]
+DIGITS_MODEL = ROOT / "models" / "digits"
+
+
+def build_for(models: Sequence[IntModel], cfg: EngineConfig, tag: str
+              ) -> tuple[str, Path, dict[str, Any], list[int], list[EnginePlan]]:
+    """Plan every model (raising before any simulation if one does not fit), derive one
+    parameter set for all, write the generated wrapper ``engine_<tag>`` and return
+    ``(toplevel, image_root, params, add_widths, plans)``. Images are written per run by
+    :func:`stage_image` into ``image_root``, the directory the wrapper's $readmemh paths name."""
+    plans = [plan(m, cfg) for m in models]
+    params, widths = union_params(plans)
+    top = f"engine_{tag}"
+    gen = ROOT / "sim_build" / "engine_gen" / tag
+    image_root = gen / "image"
+    image_root.mkdir(parents=True, exist_ok=True)
+    sv = wrapper_sv(params, widths, image_root, top)
+    path = gen / f"{top}.sv"
+    if not path.exists() or path.read_text() != sv:
+        path.write_text(sv)
+    return top, image_root, params, widths, plans
+
+
+def stage_image(pl: EnginePlan, image_root: Path, params: dict[str, Any],
+                widths: list[int]) -> None:
+    """Write ``pl``'s memory images where the build's wrapper reads them."""
+    write_image(pl, image_root, params, widths)
+
+
+def run_engine(model_dir: Path, pl: EnginePlan, images: np.ndarray, top: str, image_root: Path,
+               params: dict[str, Any], widths: list[int], sim: str, test: str,
+               options: dict[str, Any] | None = None, seed: int | None = None,
+               tag: str = "") -> dict[str, Any]:
+    """Stage ``pl``'s images, run cocotb test ``test`` of ``tb.test_engine`` on ``images`` and
+    return the JSON result it wrote."""
+    stage_image(pl, image_root, params, widths)
+    work = image_root.parent / f"run-{sim}-{tag or pl.model.name}"
+    work.mkdir(parents=True, exist_ok=True)
+    np.save(work / "images.npy", images)
+    result = work / "result.json"
+    if result.exists():
+        result.unlink()
+    env = {
+        "ENGINE_MODEL": str(model_dir),
+        "ENGINE_IMAGES": str(work / "images.npy"),
+        "ENGINE_RESULT": str(result),
+        "ENGINE_PLAN": str(image_root / "plan.json"),
+        "ENGINE_OPTIONS": json.dumps(options or {}),
+        "COCOTB_TEST_FILTER": test,
+    }
+    gen = image_root.parent / f"{top}.sv"
+    run_cocotb(top, BLOCKS + [str(gen)], "tb.test_engine", sim, {}, extra_env=env, seed=seed)
+    return json.loads(result.read_text())
+
+
+def digits_split() -> tuple[np.ndarray, np.ndarray]:
+    """The digits test split: ``train.data`` defines it when present; otherwise a documented
+    fixed split (sklearn ``load_digits``, the last 20 % of a permutation with seed 0)."""
+    try:
+        from train import data  # type: ignore[attr-defined]
+        if hasattr(data, "digits_test_split"):
+            x, y = data.digits_test_split()
+            return np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
+        if hasattr(data, "load_split"):
+            x, y = data.load_split("digits", "test")
+            return np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
+    except ImportError:
+        pass
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    perm = np.random.default_rng(0).permutation(len(d.target))
+    test = perm[int(0.8 * len(perm)):]
+    return d.images[test].astype(np.int64)[..., None], d.target[test].astype(np.int64)
+
+
+def _torch_accuracy(model: IntModel) -> str:
+    for k in ("torch_test_accuracy", "torch_accuracy", "test_accuracy", "accuracy"):
+        v = model.meta.get(k)
+        if isinstance(v, (int, float)):
+            return f"{float(v):.4f} (export meta '{k}')"
+    return "n/a (not in the export's meta)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=os.environ.get("MODEL", str(DIGITS_MODEL)))
+    ap.add_argument("--sim", default=os.environ.get("SIM", "verilator"), choices=SIMS)
+    ap.add_argument("-n", type=int, default=int(os.environ.get("N") or 0),
+                    help="number of test images (0 = the whole split)")
+    ap.add_argument("--pe", type=int, default=int(os.environ.get("PE", 8)))
+    ap.add_argument("--simd", type=int, default=int(os.environ.get("SIMD", 8)))
+    ap.add_argument("--json", default="", help="also write the summary to this JSON file")
+    args = ap.parse_args(argv)
+    model_dir = Path(args.model)
+    if not model_dir.exists() and model_dir == DIGITS_MODEL:
+        from golden.random_model import random_model
+        print(f"{model_dir} does not exist yet: using golden.random_model(seed=1) on random "
+              "images instead")
+        model_dir = ROOT / "sim_build" / "engine_gen" / "random_1_model"
+        save_model(random_model(1), model_dir)
+    model = load_model(model_dir)  # refuses a malformed export before anything runs
+    cfg = EngineConfig(args.pe, args.simd)
+    if model.input_shape == (8, 8, 1):
+        x, y = digits_split()
+    elif "mnist" in model.name.lower() or model.input_shape == (28, 28, 1):
+        from train import data  # type: ignore[attr-defined]
+        x, y = data.mnist_test_split()
+    else:
+        from golden.random_model import random_images
+        x = random_images(model, 50, 7)
+        y = predict(model, x)[1]
+    if args.n:
+        x, y = x[:args.n], y[:args.n]
+    tag = f"{model.name}_pe{cfg.pe}_simd{cfg.simd}"
+    top, root, params, widths, plans = build_for([model], cfg, tag.replace("-", "_"))
+    t0 = time.time()
+    res = run_engine(model_dir, plans[0], x, top, root, params, widths, args.sim, "engine_sim",
+                     {"labels": y.tolist()})
+    wall = time.time() - t0
+    s = summary(plans[0])
+    n = len(x)
+    ok = res["bit_exact"]
+    print(f"\n==== make sim: model {model.name} ({model_dir}), SIM={args.sim}, "
+          f"Pe x Simd = {cfg.pe} x {cfg.simd}")
+    print(f"images               {n}")
+    print(f"bit-exact logits     {ok} / {n}")
+    print(f"RTL accuracy         {res['rtl_correct'] / n:.4f}")
+    print(f"golden accuracy      {res['golden_correct'] / n:.4f}")
+    print(f"torch accuracy       {_torch_accuracy(model)}")
+    cyc = res["cycles_per_image"]
+    print(f"cycles per image     {cyc:.1f} (steady state, input to logits, incl. load/out)")
+    print(f"ideal MAC cycles     {s['ideal_cycles']} (sum over layers ceil(MACs/(Pe*Simd)))")
+    print(f"utilization          {s['ideal_cycles'] / cyc:.3f} (ideal / cycles per image)")
+    for p in res["passes"]:
+        if p["ideal"]:
+            print(f"  layer {p['name']:<24} cycles {p['cycles']:>8.1f}  ideal {p['ideal']:>7}  "
+                  f"utilization {p['ideal'] / p['cycles']:.3f}")
+    print(f"simulation speed     {n / wall:.2f} images/s on {args.sim} (wall {wall:.1f} s, "
+          "incl. build if any)")
+    if res.get("waves"):
+        print(f"waves                {res['waves']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(res, ideal_cycles=s["ideal_cycles"],
+                                                   wall_s=wall), indent=1))
+    if ok != n:
+        print(f"FAIL: {n - ok} image(s) whose logits differ from golden")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -75,6 +75,10 @@ lint: setup
 	  verilator --lint-only -Wall -Irtl $(RTL_SRCS) --top-module $$top; \
 	done; echo "lint clean: $(words $(RTL_SRCS)) modules, verilator -Wall"
 
+# Simulation-throughput benchmark (not a test): docs/benchmarks.md and docs/data/.
+bench: setup
+	$(PY) -m bench.sim_throughput
+
 clean: $(words $(wildcard rtl/*.sv)) files"
 
 clean:

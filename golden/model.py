@@ -126,7 +126,8 @@ def _array(where: str, lay: Layer, key: str, shape: tuple[int, ...], lo: int, hi
 
 def _infer_types(model: IntModel) -> None:
     """Check every layer against its inputs and record the type of its output."""
-    types: dict[str, TensorType] = {"input": TensorType("code", model.input_bits, model.input_shape)}
+    types: dict[str, TensorType] = {
+        "input": TensorType("code", model.input_bits, model.input_shape)}
     for i, lay in enumerate(model.layers):
         where = f"layers[{i}] ({lay.name}, op {lay.op})"
         if lay.name in types:

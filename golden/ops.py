@@ -93,7 +93,8 @@ def dense(
 
 
 def conv_out_size(size: int, kernel: int, stride: int, pad: int) -> int:
-    """Output length of a convolution or pooling window: ``(size + 2 pad - kernel) // stride + 1``."""
+    """Output length of a convolution or pooling window:
+    ``(size + 2 pad - kernel) // stride + 1``."""
     out = (size + 2 * pad - kernel) // stride + 1
     if out < 1:
         raise ValueError(
@@ -228,7 +229,9 @@ def shift_quant(x: np.ndarray, shift: int, a_bits: int, x_bits: int | None = Non
 
 def worst_case_shift(fan_in: int, a_in_bits: int, w_bits: int, a_bits: int) -> int:
     """The seed's worst-case shift ``ceil(log2((2^A_in - 1)(2^(W-1) - 1) N_f)) - A``, at least 0:
-    the largest possible accumulator maps to the top code."""
+    the largest possible accumulator maps to at most ``2^A`` before clamping (to the top code
+    ``2^A - 1``), i.e. no reachable value saturates except, when the bound is a power of two,
+    the bound itself."""
     bound = dot_bound(fan_in, a_in_bits, w_bits)
     a_bits = check_positive_int("a_bits", a_bits, 1, 16)
     return max(0, (bound - 1).bit_length() - a_bits) if bound > 1 else 0
@@ -291,7 +294,8 @@ def maxpool2d(a: np.ndarray, kernel: int, stride: int | None = None) -> np.ndarr
     out = None
     for ky in range(kernel):
         for kx in range(kernel):
-            win = a[ky : ky + stride * (ho - 1) + 1 : stride, kx : kx + stride * (wo - 1) + 1 : stride]
+            win = a[ky : ky + stride * (ho - 1) + 1 : stride,
+                    kx : kx + stride * (wo - 1) + 1 : stride]
             out = win if out is None else np.maximum(out, win)
     return out.copy()
 

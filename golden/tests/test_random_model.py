@@ -133,7 +133,7 @@ def test_signature_and_shapes():
 def test_other_shapes_build_valid_models(kw):
     # a_bits=4 cannot spread log2 codes over 15 octaves of a small accumulator; these only
     # have to be valid and runnable
-    for seed in range(3):
+    for seed in range(2):
         m = random_model(seed, **kw)
         for im in random_images(m, 2, seed):
             logits = run(m, im)["fc"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -165,15 +166,22 @@ def layer_report(model: IntModel) -> list[dict[str, Any]]:
     return rows
 
 
-def _hwgen_files(model: IntModel) -> dict[str, bytes]:
-    """Memory images for the RTL, from the engine engineer's ``hwgen`` package if present
-    (hook: ``hwgen.memory_images(model) -> {relative path: bytes}``); empty otherwise."""
+def hwgen_files(model: IntModel, log=print) -> dict[str, bytes]:
+    """Memory images for the RTL engine (``hw/*.memh``, ``hw/plan.json``) from the engine
+    engineer's ``hwgen.engine_image`` (default engine configuration), when that package exists
+    and the engine can run the model; empty otherwise (the export itself does not need them)."""
     try:
-        import hwgen  # type: ignore[import-not-found]
+        from hwgen import engine_image as ei  # type: ignore[import-not-found]
     except ImportError:
         return {}
-    fn = getattr(hwgen, "memory_images", None)
-    return dict(fn(model)) if callable(fn) else {}
+    try:
+        pl = ei.plan(model)
+        with tempfile.TemporaryDirectory() as td:
+            out = ei.write_image(pl, Path(td) / "hw")
+            return {f"hw/{f.name}": f.read_bytes() for f in sorted(out.iterdir())}
+    except ValueError as e:  # EngineLimitError: the engine cannot run this model
+        log(f"note: no RTL memory images ({e})")
+        return {}
 
 
 def export_model(net: QNet, path: str | os.PathLike, meta: dict[str, Any] | None = None
@@ -181,4 +189,4 @@ def export_model(net: QNet, path: str | os.PathLike, meta: dict[str, Any] | None
     """Export ``net`` to directory ``path`` atomically (``golden.model.save_model``); the export
     is validated first and nothing is written if it does not validate."""
     model = to_int_model(net, meta=meta)
-    return save_model(model, path, extra_files=_hwgen_files(model))
+    return save_model(model, path, extra_files=hwgen_files(model))

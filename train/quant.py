@@ -230,9 +230,9 @@ def bit_length_t(x: torch.Tensor) -> torch.Tensor:
 class ThresholdSTE(torch.autograd.Function):
     """Threshold quantizer of seed 003 with its gradient.
 
-    Forward: ``y = #{k : x > t_k}`` per channel (``t`` real thresholds of
-    :func:`equiprobable_thresholds`, in the units of ``x``; for an integer ``x`` this is
-    ``#{k : x >= floor(t_k) + 1}``, the integer rule). Backward: STE x normal pdf, the derivative
+    Forward: ``y = #{k : round(x) > t_k}`` per channel, ``x`` and ``t`` in accumulator units
+    (``t`` the real thresholds of :func:`equiprobable_thresholds` divided by the scale); for an
+    integer ``x`` this is ``#{k : x >= floor(t_k) + 1}``, the integer rule. Backward: STE x normal pdf, the derivative
     of the smooth surrogate ``L (Phi((x - mu)/sigma) - Z) / (U - Z)`` for ``0 < x <= c`` and 0
     elsewhere (ReLU part). With a learned clamp ``c`` (NICE), ``d y / d c`` is the derivative
     of the same surrogate with respect to ``U = Phi((c - mu)/sigma)``.
@@ -242,9 +242,10 @@ class ThresholdSTE(torch.autograd.Function):
     def forward(ctx, x, t, mu, sigma, c, levels):  # type: ignore[override]
         # x: (N, C, ...) ; t: (C, L) ; mu, sigma, c: (C,)
         shape = (1, -1) + (1,) * (x.dim() - 2)
+        xr = torch.round(x)
         y = torch.zeros_like(x)
         for k in range(t.shape[1]):
-            y = y + (x > t[:, k].reshape(shape)).to(x.dtype)
+            y = y + (xr > t[:, k].reshape(shape)).to(x.dtype)
         ctx.save_for_backward(x, mu, sigma, c)
         ctx.levels, ctx.shape = levels, shape
         return y
@@ -434,12 +435,15 @@ class ActQuantizer(nn.Module):
         if not self.quant:
             return torch.relu(x), s_a
         if self.kind == "threshold":
+            # work in accumulator units so that the comparison sees integers (rounded), exactly
+            # like the integer path, whatever the float32 error of x
             mu, sg = self.stats()
-            t = torch.tensor(self.real_thresholds(), dtype=x.dtype, device=x.device)
+            t = torch.tensor(self.real_thresholds() / scale, dtype=x.dtype, device=x.device)
             c = self.clamp_c if self.use_clamp and torch.isfinite(self.clamp_c).all() else \
                 torch.full_like(self.clamp_c, float("inf"))
-            y = ThresholdSTE.apply(x, t, torch.tensor(mu, dtype=x.dtype),
-                                   torch.tensor(sg, dtype=x.dtype), c, float(self.levels))
+            y = ThresholdSTE.apply(x / scale, t, torch.tensor(mu / scale, dtype=x.dtype),
+                                   torch.tensor(sg / scale, dtype=x.dtype), c / scale,
+                                   float(self.levels))
         elif self.kind == "log2":
             y = Log2STE.apply(x / scale, self.offset(scale), self.levels)
         else:

@@ -56,7 +56,7 @@ class TrainConfig:
     progress: bool = True
 
 
-def set_determinism(seed: int, threads: int = 2) -> None:
+def set_determinism(seed: int, threads: int = 1) -> None:
     """Seed every generator, force deterministic kernels, cap torch at ``threads`` threads."""
     torch.set_num_threads(max(1, min(threads, 2)))
     torch.use_deterministic_algorithms(True)
@@ -99,7 +99,7 @@ def train_epoch(net: QNet, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Op
         opt.step()
         if sched is not None:
             sched()
-        total += float(loss)
+        total += float(loss.detach())
     return total / max(nb, 1)
 
 
@@ -193,9 +193,11 @@ class Result:
 
 
 def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
-        run_id: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> Result:
+        run_id: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+        fp32_path: Path | None = None) -> Result:
     """Run the whole schedule on ``net``; checkpoint after every epoch to ``ckpt`` and resume
-    from it when it exists (``run_id`` must match the stored one)."""
+    from it when it exists (``run_id`` must match the stored one). The state at the end of the
+    FP32 stage is also saved to ``fp32_path`` (for ``--init``)."""
     xtr, ytr = to_tensor(data.x_train), torch.from_numpy(data.y_train)
     xte, yte = to_tensor(data.x_test), torch.from_numpy(data.y_test)
     phases = schedule(net, cfg)
@@ -254,8 +256,12 @@ def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
                                  epoch=ep + 1, gen=gen.get_state(),
                                  torch_rng=torch.get_rng_state(), run=run_id,
                                  result=asdict(res)), ckpt)
-        if ph.epochs == 0 and ph.stage == 0:
-            res.fp32_acc = accuracy(net, xte, yte)
+        if ph.stage == 0:
+            if ph.epochs == 0 or math.isnan(res.fp32_acc):
+                res.fp32_acc = accuracy(net, xte, yte)
+            if fp32_path is not None and ph.epochs > 0:
+                save_atomic(dict(net=net.state_dict(), phase=pi, epoch=ph.epochs, run=run_id,
+                                 fp32_acc=res.fp32_acc), fp32_path)
         start_epoch = 0
     net.set_stage(len(net.units))
     res.int_acc = accuracy(net, xte, yte)

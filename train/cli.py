@@ -1,0 +1,197 @@
+"""``python -m train``: train (FP32, then quantization-aware), export the integer model, report.
+
+Example (the shipped model, ``make train``)::
+
+    python -m train --model digits --w-bits 4 --a-bits 4 --seed 0 --out runs/digits \\
+        --export models/digits
+
+Outputs in ``--out``: ``checkpoint.pt`` (resumable, written atomically after every epoch),
+``fp32.pt`` (the FP32 state, reusable with ``--init``), ``report.json``; the integer export goes
+to ``--export`` (default ``<out>/export``). Any bad input (unknown model or dataset, impossible
+bit widths, missing or corrupt files) prints one ``error:`` line and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from golden.model import save_model
+
+from .data import DATASETS, load_dataset
+from .models import MODELS, QNet, QuantConfig, build_model
+from .quant import ACT_KINDS
+from .trainer import TrainConfig, fit, load_checkpoint, save_atomic, set_determinism
+
+DEFAULT_DATASET = {"digits": "digits", "mnist": "mnist5k", "vgg": "cifar10",
+                   "resnet18": "cifar10"}
+TORCH_STATE = "torch_state.pt"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default="digits", help=f"one of {', '.join(MODELS)}")
+    g.add_argument("--dataset", default=None,
+                   help=f"one of {', '.join(DATASETS)} (default: digits for digits, mnist5k "
+                        "for mnist, cifar10 for vgg/resnet18)")
+    g.add_argument("--data-dir", default=None, help="directory of mnist/cifar files")
+    g.add_argument("--width", type=float, default=1.0, help="channel multiplier")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--w-bits", type=int, default=4, help="weight bits (2..16)")
+    q.add_argument("--a-bits", type=int, default=4, help="activation bits (1..16)")
+    q.add_argument("--first-bits", type=int, default=8, help="first layer weight bits, 0=w")
+    q.add_argument("--last-bits", type=int, default=8, help="last layer weight bits, 0=w")
+    q.add_argument("--act", default="threshold", help=f"one of {', '.join(ACT_KINDS)}")
+    q.add_argument("--shift-mode", default="calibrated", choices=("calibrated", "worst"))
+    q.add_argument("--per-layer-stats", action="store_true",
+                   help="threshold statistics per layer instead of per channel")
+    q.add_argument("--noise", default="none", choices=("none", "uniq", "nice"),
+                   help="weight noise injection: UNIQ (all) or NICE (a fraction)")
+    q.add_argument("--noise-frac", type=float, default=0.5, help="NICE noised fraction")
+    q.add_argument("--clamp", action="store_true", help="NICE learned activation clamping")
+    q.add_argument("--gradual", action="store_true", help="gradual quantization schedule")
+    q.add_argument("--stage-epochs", type=int, default=1, help="epochs per gradual stage")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--fp-epochs", type=int, default=30)
+    o.add_argument("--fp-lr", type=float, default=0.05, help="FP32 pre-training lr")
+    o.add_argument("--epochs", type=int, default=10, help="quantized fine-tuning epochs")
+    o.add_argument("--lr", type=float, default=1e-3, help="fine-tuning lr (seed 003)")
+    o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    o.add_argument("--batch", type=int, default=64)
+    o.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke)")
+    o.add_argument("--init", default=None, help="start from this fp32.pt (skips FP32 stage)")
+    r = p.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default=None, help="run directory (default runs/<model>)")
+    r.add_argument("--export", default=None, help="export directory (default <out>/export)")
+    r.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    r.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    return p
+
+
+def load_trained(path: str | os.PathLike) -> QNet:
+    """Rebuild a trained, fully quantized net from an export's ``torch_state.pt``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / TORCH_STATE
+    try:
+        st = torch.load(p, map_location="cpu", weights_only=False)
+        net = build_model(st["model"], QuantConfig(**st["quant"]), st["classes"], st["width"])
+        net.set_stage(len(net.units))
+        net.load_state_dict(st["state"])
+    except (OSError, KeyError, RuntimeError, TypeError, EOFError) as e:
+        raise ValueError(f"{p}: cannot rebuild the trained net ({type(e).__name__}: {e})") \
+            from None
+    return net
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    a = parser().parse_args(argv)
+    if a.model not in MODELS:
+        raise ValueError(f"--model: {a.model!r} is not one of {', '.join(MODELS)}")
+    dataset = a.dataset or DEFAULT_DATASET[a.model]
+    if dataset not in DATASETS:
+        raise ValueError(f"--dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
+    if a.act not in ACT_KINDS:
+        raise ValueError(f"--act: {a.act!r} is not one of {', '.join(ACT_KINDS)}")
+    for name in ("fp_epochs", "epochs", "stage_epochs", "max_steps"):
+        if getattr(a, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(a, name)}")
+    if a.batch < 1 or a.lr <= 0 or a.fp_lr <= 0:
+        raise ValueError("--batch, --lr and --fp-lr must be positive")
+    set_determinism(a.seed)
+    data = load_dataset(dataset, a.data_dir)
+    net = build_model(a.model, net_cfg(a), data.classes, a.width)
+    if tuple(net.input_shape) != tuple(data.x_train.shape[1:]):
+        raise ValueError(f"--dataset: {dataset} images {data.x_train.shape[1:]} do not fit "
+                         f"model {a.model} input {net.input_shape}")
+    if net.input_bits < data.bits:
+        raise ValueError(f"--dataset: {dataset} pixels need {data.bits} bits, model "
+                         f"{a.model} takes {net.input_bits}")
+    net.input_bits = data.bits
+    out = Path(a.out or f"runs/{a.model}")
+    tc = TrainConfig(a.fp_epochs, a.fp_lr, a.epochs, a.lr, a.momentum, a.wd, a.batch, a.gradual,
+                     a.stage_epochs, 8, a.seed, a.max_steps, not a.no_progress)
+    if a.init:
+        net.load_state_dict(load_checkpoint_state(a.init), strict=True)
+        tc.fp_epochs = 0
+    ck = out / "checkpoint.pt"
+    if a.no_resume and ck.exists():
+        ck.unlink()
+    run_id = dict(model=a.model, dataset=dataset, width=a.width, quant=asdict(net_cfg(a)),
+                  init=a.init)
+    res = fit(net, data, tc, ck, run_id, log=lambda s: print(s, flush=True),
+              fp32_path=out / "fp32.pt")
+    cmd = "python -m train " + " ".join(argv if argv is not None else sys.argv[1:])
+    from .export import hwgen_files, layer_report, to_int_model
+
+    meta = dict(command=cmd, seed=a.seed, dataset=dataset, model=a.model,
+                fp32_test_acc=round(res.fp32_acc, 2), int_test_acc=round(res.int_acc, 2),
+                test_images=int(len(data.x_test)), w_bits=a.w_bits, a_bits=a.a_bits, act=a.act,
+                noise=a.noise, clamp=a.clamp, gradual=a.gradual,
+                split="see train/data.py (digits/mnist5k: image i is test iff i % 5 == 0)")
+    buf = io.BytesIO()
+    torch.save(dict(model=a.model, quant=asdict(net_cfg(a)), classes=data.classes,
+                    width=a.width, state=net.state_dict()), buf)
+    exp = Path(a.export or out / "export")
+    model = to_int_model(net, meta=meta)
+    save_model(model, exp, extra_files={TORCH_STATE: buf.getvalue(), **hwgen_files(model)})
+    layers = layer_report(model)
+    report = dict(meta, export=str(exp), seconds_per_epoch=res.seconds_per_epoch,
+                  layers=layers, total_bops=sum(r["bops"] for r in layers),
+                  total_macs=sum(r["macs"] for r in layers), log=res.log)
+    _write_json(out / "report.json", report)
+    print(f"\nFP32 test accuracy {res.fp32_acc:.2f}%  integer test accuracy {res.int_acc:.2f}% "
+          f"({len(data.x_test)} images, {dataset})")
+    print(f"{'layer':<12}{'w':>3}{'a_in':>5}{'acc':>5}{'MACs':>12}{'BOPs':>16}")
+    for r in layers:
+        print(f"{r['layer']:<12}{r['w_bits']:>3}{r['a_bits']:>5}{r['acc_bits']:>5}"
+              f"{r['macs']:>12}{r['bops']:>16.0f}")
+    print(f"export: {exp}")
+    return report
+
+
+def net_cfg(a: argparse.Namespace) -> QuantConfig:
+    return QuantConfig(a.w_bits, a.a_bits, a.first_bits, a.last_bits, a.act,
+                       not a.per_layer_stats, a.shift_mode, a.noise, a.noise_frac, a.clamp)
+
+
+def load_checkpoint_state(path: str) -> dict[str, torch.Tensor]:
+    """The net state of ``fp32.pt`` or of a trainer checkpoint."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--init: {p}: file is missing")
+    ck = load_checkpoint(p)
+    return ck["net"]
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        run(argv)
+    except (ValueError, FloatingPointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (the checkpoint of the last finished epoch is kept)",
+              file=sys.stderr)
+        return 130
+    return 0

@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export WAVES SEED SIM
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup deps venv test test-golden test-rtl test-train lint sim train synth bench \
+.PHONY: help setup deps venv test test-golden test-rtl test-train lint sim train results synth bench \
         waves-threshold clean
 
 help:
@@ -66,6 +66,21 @@ test-rtl: setup
 test-train: setup
 	$(PY) -m pytest -q train
 
+# The shipped model models/digits (fixed seed; see models/digits/README.md).
+TRAIN_ARGS ?= --model digits --w-bits 4 --a-bits 4 --act threshold --seed 0
+train: setup
+	$(PY) -m train $(TRAIN_ARGS) --out runs/digits --export models/digits --no-resume --no-progress
+
+# Accuracy sweep -> docs/results.md (RESULTS_ARGS e.g. "--datasets digits mnist5k").
+RESULTS_ARGS ?= --datasets digits
+results: setup
+	$(PY) -m train.sweep $(RESULTS_ARGS)
+
+# Whole network in RTL (rtl/nuq_engine.sv) against golden/: MODEL=dir (default models/digits),
+# SIM=icarus|verilator, N=images (default the whole test split), PE/SIMD engine shape, WAVES=1.
+sim: setup
+	$(PY) -m tb.engine_sim $(if $(MODEL),--model $(MODEL)) $(if $(N),-n $(N)) $(if $(PE),--pe $(PE)) $(if $(SIMD),--simd $(SIMD))
+
 RTL_SRCS := $(wildcard rtl/*.sv)
 
 # Every module in rtl/ is linted as its own top with -Wall; any warning fails.
@@ -78,8 +93,6 @@ lint: setup
 # Simulation-throughput benchmark (not a test): docs/benchmarks.md and docs/data/.
 bench: setup
 	$(PY) -m bench.sim_throughput
-
-clean: $(words $(wildcard rtl/*.sv)) files"
 
 clean:
 	rm -rf sim_build sim_build_* .pytest_cache .hypothesis

@@ -1,0 +1,128 @@
+"""Quantizers: the integer rules at their edges (checked against independent computations from
+the formulas of DESIGN.md, never against the code under test) and the STE gradients."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from golden import ops
+from train.quant import (ActQuantizer, ThresholdSTE, WeightCodeSTE, WeightQuantizer,
+                         bit_length_t, calibrated_shift, equiprobable_thresholds,
+                         integer_thresholds, log2_offset, weight_codes_int)
+from train.intpath import bit_length
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_weight_codes_formula_and_range(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    w = rng.normal(0.1, 0.3, size=2000)
+    codes = weight_codes_int(w, 0.1, 0.3, bits)
+    m = 2 ** (bits - 1) - 1
+    expect = [max(-m, min(m, round((norm.cdf((v - 0.1) / 0.3) - 0.5) * 2 ** bits)))
+              for v in w]  # Python round: half to even, like the contract
+    assert codes.tolist() == expect
+    assert codes.min() >= -m and codes.max() <= m
+    if bits == 2:
+        assert set(codes.tolist()) == {-1, 0, 1}  # ternary
+
+
+def test_weight_quantizer_validation() -> None:
+    with pytest.raises(ValueError, match="w_bits"):
+        WeightQuantizer(1)
+    with pytest.raises(ValueError, match="noise"):
+        WeightQuantizer(4, noise="gauss")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sigma"):
+        weight_codes_int(np.zeros(3), 0.0, 0.0, 4)
+
+
+def test_weight_ste_gradient_is_pdf() -> None:
+    w = torch.linspace(-1, 1, 11, dtype=torch.float64, requires_grad=True)
+    WeightCodeSTE.apply(w, 0.0, 0.5, 3, "none", 0.0).sum().backward()
+    expect = 8 * norm.pdf(np.linspace(-1, 1, 11) / 0.5) / 0.5
+    assert np.allclose(w.grad.numpy(), expect)
+
+
+def test_noise_modes() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(20000)
+    mu, sg = float(w.mean()), float(w.std(unbiased=False))
+    exact = torch.from_numpy(weight_codes_int(w.double().numpy(), mu, sg, 4)).float()
+    uniq = WeightCodeSTE.apply(w, mu, sg, 4, "uniq", 0.0)
+    assert (uniq - exact).abs().max() <= 1.0 + 1e-4
+    inner = uniq.abs() < 7  # saturated codes are integers whatever the noise
+    assert float((uniq[inner] != torch.round(uniq[inner])).float().mean()) > 0.99
+    nice = WeightCodeSTE.apply(w, mu, sg, 4, "nice", 0.25)
+    inner = nice.abs() < 7
+    frac = float((nice[inner] != torch.round(nice[inner])).float().mean())
+    assert 0.22 < frac < 0.28
+
+
+def test_equiprobable_thresholds() -> None:
+    mu, sg = np.array([900.0, -50.0, 0.0]), np.array([900.0, 40.0, 3.0])
+    for a_bits in (1, 2, 3):
+        t = equiprobable_thresholds(mu, sg, a_bits)
+        levels = 2 ** a_bits - 1
+        assert t.shape == (3, levels) and (t[:, 0] == 0.0).all()
+        assert (np.diff(t, axis=1) >= 0).all()
+        for c in range(3):  # positive codes are equiprobable under N(mu, sigma)
+            edges = np.append(norm.cdf(t[c], mu[c], sg[c]), 1.0)
+            assert np.allclose(np.diff(edges), (1 - norm.cdf(0, mu[c], sg[c])) / levels)
+
+
+def test_integer_thresholds_match_real_ones() -> None:
+    t = np.array([[0.0, 2.0, 2.5, 7.999999]])
+    bound = 6
+    for b in (None, np.array([3]), np.array([-2])):
+        T = integer_thresholds(t, b, bound)
+        bias = 0 if b is None else int(b[0])
+        for x in range(-bound, bound + 1):  # every reachable bias-free accumulator
+            y_int = int((x >= T[0]).sum())
+            y_real = int(sum((x + bias) > tk for tk in t[0]))
+            assert y_int == y_real, (b, x, T)
+        assert T.min() >= -bound and T.max() <= bound + 1
+    # a threshold above every reachable value becomes bound + 1: never reached
+    T = integer_thresholds(np.array([[0.0, 1e30]]), None, 5)
+    assert T.tolist() == [[1, 6]]
+
+
+def test_bit_length_exact_to_2_52() -> None:
+    vals = [0, 1, 2, 3, 4, 7, 8] + [v for k in range(2, 53) for v in (2 ** k - 1, 2 ** k,
+                                                                        2 ** k + 1)]
+    x = torch.tensor(vals, dtype=torch.float64)
+    expect = [v.bit_length() for v in vals]
+    assert bit_length(x).long().tolist() == expect
+    assert bit_length_t(x).long().tolist() == expect
+    assert bit_length(torch.tensor([-5.0])).tolist() == [0.0]
+
+
+def test_offset_and_shift_from_statistics() -> None:
+    # log2: top value's leading-one position minus the top code
+    assert log2_offset(1000.0, 2) == (1000).bit_length() - 3
+    assert log2_offset(3.0, 3) == 0
+    # shift: (2^A - 1) 2^s closest to top in the log domain
+    assert calibrated_shift(7 * 16.0, 3) == 4
+    assert calibrated_shift(0.5, 3) == 0
+    assert ops.worst_case_shift(72, 4, 4, 4) >= 0
+
+
+def test_threshold_ste_gradient() -> None:
+    x = torch.tensor([[-3.0, 0.0, 1.0, 5.0]], dtype=torch.float64, requires_grad=True)
+    mu, sg = torch.tensor([2.0], dtype=torch.float64), torch.tensor([3.0], dtype=torch.float64)
+    t = torch.from_numpy(equiprobable_thresholds(np.array([2.0]), np.array([3.0]), 2))
+    c = torch.tensor([math.inf], dtype=torch.float64)
+    y = ThresholdSTE.apply(x.view(1, 1, 4), t, mu, sg, c, 3.0)
+    y.sum().backward()
+    z0 = norm.cdf(-2 / 3)
+    expect = [0.0, 0.0] + [3 * norm.pdf((v - 2) / 3) / (3 * (1 - z0)) for v in (1.0, 5.0)]
+    assert np.allclose(x.grad.numpy().ravel(), expect)
+
+
+def test_act_quantizer_validation() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        ActQuantizer(4, 2, "tanh")
+    with pytest.raises(ValueError, match="a_bits"):
+        ActQuantizer(4, 0)

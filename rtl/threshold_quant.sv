@@ -105,6 +105,22 @@ module threshold_quant #(
     `NUQ_ELAB_FATAL((1, "threshold_quant: Writable=0 needs an InitFile (a ROM with no image)"))
   end
 
+  // x >= t for signed x, t, written as a bit-serial AND/OR chain (LSB first, sign bits
+  // flipped) rather than as ">=". Used for the ROM (Writable=0): with t an elaboration-time
+  // constant each step is one gate and synthesis packs several steps per LUT, where a ">=" is
+  // mapped to a carry chain (iCE40: one logic cell per bit; see docs/synthesis.md).
+  function automatic logic ge_chain(logic [AccWidth-1:0] x, logic [AccWidth-1:0] t);
+    logic [AccWidth-1:0] a, b;
+    logic                r;
+    a = x ^ (AccWidth'(1) << (AccWidth - 1));
+    b = t ^ (AccWidth'(1) << (AccWidth - 1));
+    r = 1'b1;
+    for (int i = 0; i < AccWidth; i++) begin
+      r = (a[i] & ~b[i]) | (~(a[i] ^ b[i]) & r);
+    end
+    return r;
+  endfunction
+
   localparam int NumThr    = (1 << ABits) - 1;
   localparam int Words     = Channels * NumThr;
   localparam int AddrWidth = (Words > 1) ? $clog2(Words) : 1;
@@ -207,7 +223,8 @@ module threshold_quant #(
         for (genvar k = 0; k < NumThr; k++) begin : gen_cmp
           logic [AddrWidth-1:0] addr;
           assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
-          assign ge[k] = $signed(x) >= $signed(thr_q[addr]);
+          assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
+                                         : ($signed(x) >= $signed(thr_q[addr]));
         end
         always_comb begin
           count = '0;
@@ -225,7 +242,8 @@ module threshold_quant #(
         assign prefix = code_in[s][l*ABits +: ABits];
         assign k      = prefix | Probe;
         assign addr   = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k) - 32'd1) : '0;
-        assign ge     = $signed(x) >= $signed(thr_q[addr]);
+        assign ge     = (Writable == 0) ? ge_chain(x, thr_q[addr])
+                                          : ($signed(x) >= $signed(thr_q[addr]));
         assign code_d[s][l*ABits +: ABits] = (chan_ok && ge) ? k : prefix;
       end
     end

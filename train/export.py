@@ -15,7 +15,8 @@ Integer rules (DESIGN.md, docs/arithmetic.md):
   threshold ``bound + 1`` fits), never less than ``golden.ops.acc_width``; a residual add never
   saturates unless its bound passes 48 bits (then it saturates at 48, documented);
 * residual add: the two scales differ by a power of two by construction (the block's second conv
-  snaps its weight scale), the shifts are ``log2`` of the scale ratios (>= 0, <= 15).
+  snaps its weight scale); :func:`train.models.add_shifts` turns the ratio into the two
+  alignment shifts (coarser input shifted left by <= 15, beyond that the finer one right).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 from golden import ops
 from golden.model import ExportError, IntModel, Layer, save_model, validate
 
-from .models import QConv, QDense, QNet
+from .models import QConv, QDense, QNet, add_shifts
 from .quant import ActQuantizer, integer_thresholds
 
 MAX_RES_BITS = 48
@@ -123,22 +124,22 @@ def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None
             info[n.name] = (s_in, kind, bits, bound, out_shape)
         elif n.op == "add":
             s_r, _, _, bound_r, _ = info[n.inputs[1]]
-            ratio = math.log2(s_in / s_r)
-            k = round(ratio)
-            if abs(ratio - k) > 1e-6:
-                raise ExportError(f"{n.name}: residual scales {s_in} and {s_r} do not differ "
-                                  "by a power of two")
-            shifts = [k, 0] if k >= 0 else [0, -k]
-            if max(shifts) > 15:
-                raise ExportError(f"{n.name}: field 'shifts' {shifts} exceeds 15 (scales too "
-                                  "far apart)")
-            out_bound = (bound << shifts[0]) + (bound_r << shifts[1])
+            try:
+                sh_m, sh_r, s_out = add_shifts(s_in, s_r)
+            except ValueError as e:
+                raise ExportError(f"{n.name}: {e}") from None
+            shifts = [sh_m, sh_r]
+
+            def _al(v: int, sh: int) -> int:
+                return v << sh if sh >= 0 else -((-v) >> -sh)  # |floor(-v / 2^n)| bound
+
+            out_bound = _al(bound, sh_m) + _al(bound_r, sh_r)
             out_bits = ops.signed_width(out_bound + 1)
             if out_bits > MAX_RES_BITS:
                 out_bits, out_bound = MAX_RES_BITS, (1 << (MAX_RES_BITS - 1)) - 1
             layers.append(Layer(n.name, "add", list(n.inputs),
                                 dict(out_bits=out_bits, shifts=shifts)))
-            info[n.name] = (min(s_in, s_r), "acc", out_bits, out_bound, shape)
+            info[n.name] = (s_out, "acc", out_bits, out_bound, shape)
         else:
             raise ExportError(f"{n.name}: unknown op {n.op!r}")
     model = IntModel(name or net.model_name, (h, w, c), net.input_bits, layers, net.output,

@@ -27,6 +27,43 @@ from .quant import ActQuantizer, WeightQuantizer, check_bits
 MODELS = ("digits", "mnist", "vgg", "resnet18")
 
 
+MAX_ALIGN = 15  # golden/RTL limit on each residual alignment shift
+
+
+def add_shifts(s_m: float, s_r: float) -> tuple[int, int, float]:
+    """Alignment of a residual add ``r' = align(m, sh_m) + align(r, sh_r)`` for accumulator
+    scales ``s_m``, ``s_r`` that differ by ``2^k`` (guaranteed by the weight-scale snapping).
+
+    The coarser input is shifted left by up to 15 so that both share the finer scale; when
+    the scales are more than ``2^15`` apart the finer input is shifted right (floor) by the
+    excess (and the output takes that coarser scale). Returns ``(sh_m, sh_r, s_out)``; raises ``ValueError``
+    when the scales are not a power of two apart or more than ``2^30`` apart."""
+    ratio = math.log2(s_m / s_r)
+    k = round(ratio)
+    if abs(ratio - k) > 1e-6:
+        raise ValueError(f"residual scales {s_m} and {s_r} do not differ by a power of two")
+    left, right = min(abs(k), MAX_ALIGN), max(0, abs(k) - MAX_ALIGN)
+    if right > MAX_ALIGN:
+        raise ValueError(f"residual scales {s_m} and {s_r} differ by 2^{k}: more than two "
+                         f"alignment shifts of {MAX_ALIGN} can bridge")
+    if k >= 0:  # m is coarser: m << left, r >> right
+        return left, -right, s_r * 2.0 ** right
+    return -right, left, s_m * 2.0 ** right
+
+
+class FloorShiftSTE(torch.autograd.Function):
+    """``floor(round(v / s) / 2^n) * s * 2^n`` (an arithmetic right shift of the integer
+    ``v / s``) forward, identity backward."""
+
+    @staticmethod
+    def forward(ctx, v, s, n):  # type: ignore[override]
+        return torch.floor(torch.round(v / s) / 2.0 ** n) * (s * 2.0 ** n)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g, None, None
+
+
 class RoundSTE(torch.autograd.Function):
     """``round`` (half to even) forward, identity backward."""
 
@@ -262,7 +299,13 @@ class QNet(nn.Module):
             elif n.op == "maxpool":
                 y, s = F.max_pool2d(ins[0], n.attrs["kernel"], n.attrs["stride"]), sc[0]
             elif n.op == "add":
-                y, s = ins[0] + ins[1], min(sc)
+                sh_m, sh_r, s = add_shifts(sc[0], sc[1])
+                m, r = ins
+                if sh_m < 0:
+                    m = FloorShiftSTE.apply(m, sc[0], -sh_m)
+                if sh_r < 0:
+                    r = FloorShiftSTE.apply(r, sc[1], -sh_r)
+                y = m + r
             else:
                 raise ValueError(f"node {n.name}: unknown op {n.op!r}")
             vals[n.name], scales[n.name] = y, s

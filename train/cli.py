@@ -77,7 +77,27 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--export", default=None, help="export directory (default <out>/export)")
     r.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     r.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    r.add_argument("--eval-export", default=None, metavar="DIR",
+                   help="only evaluate this integer export with golden/ on the test set")
     return p
+
+
+def eval_export(path: str, dataset: str, data_dir: str | None) -> dict[str, Any]:
+    """Test accuracy of an export run by ``golden`` (the oracle), no torch involved."""
+    import numpy as np
+
+    from golden.model import load_model, predict
+
+    model = load_model(path)  # ExportError (a ValueError) names the bad file/field
+    data = load_dataset(dataset, data_dir)
+    x = data.x_test.transpose(0, 2, 3, 1)
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise ValueError(f"--eval-export: {dataset} images {x.shape[1:]} do not fit the "
+                         f"export's input {model.input_shape}")
+    _, cls = predict(model, x)
+    acc = float(np.mean(cls == data.y_test) * 100)
+    print(f"{path}: golden test accuracy {acc:.2f}% ({len(x)} images, {dataset})")
+    return dict(export=path, dataset=dataset, int_test_acc=acc)
 
 
 def load_trained(path: str | os.PathLike) -> QNet:
@@ -103,6 +123,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     dataset = a.dataset or DEFAULT_DATASET[a.model]
     if dataset not in DATASETS:
         raise ValueError(f"--dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
+    if a.eval_export:
+        return eval_export(a.eval_export, dataset, a.data_dir)
     if a.act not in ACT_KINDS:
         raise ValueError(f"--act: {a.act!r} is not one of {', '.join(ACT_KINDS)}")
     for name in ("fp_epochs", "epochs", "stage_epochs", "max_steps"):

@@ -60,6 +60,20 @@ def test_corrupt_checkpoint_and_init(tmp_path: Path, capsys) -> None:
     assert "missing.pt: file is missing" in _err(capsys)
 
 
+def test_eval_export_and_corrupt_export(tmp_path: Path, capsys) -> None:
+    shipped = ROOT / "models" / "digits"
+    if (shipped / "manifest.json").is_file():
+        assert main(["--eval-export", str(shipped)]) == 0
+        out = capsys.readouterr().out
+        assert "golden test accuracy" in out
+    bad = tmp_path / "exp"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    (bad / "tensors.npz").write_bytes(b"")
+    assert main(["--eval-export", str(bad)]) == 2
+    assert "manifest.json: not valid JSON" in _err(capsys)
+
+
 def test_resume_and_determinism(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["--out", str(a), "--w-bits", "3", "--a-bits", "3"] + FAST) == 0

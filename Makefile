@@ -24,6 +24,7 @@ help:
 	@echo "make train    train and export the default digits model"
 	@echo "make synth    Yosys synthesis sweeps (docs/synthesis.md)"
 	@echo "make bench    simulation-throughput benchmark (docs/benchmarks.md)"
+	@echo "make waves-threshold  one threshold_quant test with FST waves (SIM=..., docs/waves.md)"
 
 # ---- set-up ---------------------------------------------------------------------------------
 setup: deps venv
@@ -97,6 +98,18 @@ bench: setup
 # Synthesis sweeps (slow, not part of `make test`; its smoke test is): one Yosys at a time.
 synth: setup
 	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.run
+
+# One threshold_quant cocotb test (backpressure_burst) with FST waves on $(SIM); prints the file.
+# WAVES_THR picks the parameter set (a -k expression); docs/waves.md says what to look at.
+WAVES_THR ?= AccWidth16-ABits4-Channels3-Lanes1
+waves-threshold: setup
+	@mkdir -p sim_build; rm -f sim_build/waves-threshold.log; \
+	WAVES=1 COCOTB_TEST_FILTER=backpressure_burst $(PY) -m pytest -q -s \
+	  tb/test_threshold_quant.py -k "test_threshold_quant and $(WAVES_THR) and $(SIM)" \
+	  > sim_build/waves-threshold.log 2>&1; \
+	grep -E "^SEED=|passed|failed" sim_build/waves-threshold.log; \
+	grep -E "^waves: " sim_build/waves-threshold.log || \
+	  { echo "no waves written; see sim_build/waves-threshold.log"; exit 1; }
 
 clean:
 	rm -rf sim_build sim_build_* .pytest_cache .hypothesis

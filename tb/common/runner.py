@@ -2,7 +2,8 @@
 
 One build directory per (toplevel, simulator, parameter set) under ``sim_build/``, reused across
 runs (Verilator builds dominate small suites). ``WAVES=1`` in the environment turns on FST
-waves, written to ``sim_build/<toplevel>-<sim>-<tag>/<toplevel>.fst`` for both simulators.
+waves, written to ``sim_build/<toplevel>-<sim>-<tag>-waves/<toplevel>.fst`` for both simulators
+(a separate build, so that a build without waves is never reused for one with them).
 The random seed comes from ``SEED`` (printed either way) and reaches the cocotb test as
 ``TB_SEED``; the parameters reach it as JSON in ``TB_PARAMS``.
 """
@@ -65,6 +66,8 @@ def run_cocotb(
     seed = tb_seed() if seed is None else seed
     waves = waves_enabled()
     build_dir = sim_build_dir(toplevel, sim, parameters)
+    if waves:  # own build: Icarus skips an up-to-date build that lacks the FST dump module
+        build_dir = build_dir.with_name(build_dir.name + "-waves")
     srcs = [Path(s) if Path(s).is_absolute() else RTL / s for s in sources]
     build_args: list[str] = []
     test_args: list[str] = []
@@ -98,6 +101,8 @@ def run_cocotb(
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     env.update(extra_env or {})
+    if waves:  # a stale file must not pass for this run's waves
+        (build_dir / f"{toplevel}.fst").unlink(missing_ok=True)
     results = runner.test(
         hdl_toplevel=toplevel,
         test_module=test_module,
@@ -111,7 +116,10 @@ def run_cocotb(
     )
     _check_results(results, toplevel, sim, seed)
     if waves:
-        print(f"waves: {build_dir / (toplevel + '.fst')}")
+        fst = build_dir / (toplevel + ".fst")
+        if not fst.is_file() or fst.stat().st_size == 0:
+            raise AssertionError(f"{toplevel} on {sim}: WAVES=1 but no waves in {fst}")
+        print(f"waves: {fst}")
     return build_dir
 
 

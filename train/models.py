@@ -282,6 +282,10 @@ class QNet(nn.Module):
         self._int_cache = None
         return super().train(mode)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._int_cache = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ---- forward -----------------------------------------------------------------------
     def forward_real(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Training/FP forward of integer pixel codes ``x`` (N, C, H, W): every tensor and its

@@ -62,7 +62,7 @@ def step_time(model: str, quant: bool, steps: int, batch: int = 64) -> float:
 def section(steps: int) -> str:
     rows = []
     for m in ("digits", "mnist", "vgg", "resnet18"):
-        n = steps if m in ("digits", "mnist") else max(2, steps // 4)
+        n = steps if m in ("digits", "mnist") else 2
         fp, q = step_time(m, False, n), step_time(m, True, n)
         spe = math.ceil(TRAIN_SIZE[m] / 64)
         rows.append(f"| {m} | {n} | {fp:.4f} | {q:.4f} | {fp * spe:.1f} | {q * spe:.1f} | "

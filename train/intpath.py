@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from golden.model import IntModel
 
+from .quant import count_below
+
 EXACT_BITS = 53
 
 
@@ -57,11 +59,7 @@ def run_int(model: IntModel, images: torch.Tensor) -> torch.Tensor:
             y = _check(f"{lay.name} result", y, a["acc_bits"])
         elif lay.op == "threshold":
             t = torch.from_numpy(arr["thresholds"]).to(torch.float64)
-            v = ins[0]
-            shape = (1, -1) + (1,) * (v.dim() - 2)
-            y = torch.zeros_like(v)
-            for k in range(t.shape[1]):
-                y += (v >= t[:, k].reshape(shape)).to(torch.float64)
+            y = count_below(ins[0], t, strict=False)  # #{k : x >= T_k}, T ascending
         elif lay.op == "log2":
             y = torch.clamp(bit_length(ins[0]) - a["offset"], 0, 2 ** a["a_bits"] - 1)
         elif lay.op == "shift":

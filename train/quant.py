@@ -227,6 +227,18 @@ def bit_length_t(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def count_below(x: torch.Tensor, t: torch.Tensor, strict: bool) -> torch.Tensor:
+    """Per channel (dim 1 of ``x``), how many of the ascending thresholds ``t[c]`` lie strictly
+    below ``x`` (``strict``: ``#{k : x > t_k}``) or at or below it (``#{k : x >= t_k}``), by a
+    batched binary search (``torch.searchsorted``), as a tensor of ``x``'s dtype and shape."""
+    c = x.shape[1]
+    xc = x.transpose(0, 1).reshape(c, -1)
+    tt = t.to(x.dtype).contiguous()
+    y = torch.searchsorted(tt, xc.contiguous(), right=not strict)
+    shape = (c, x.shape[0]) + tuple(x.shape[2:])
+    return y.to(x.dtype).reshape(shape).transpose(0, 1)
+
+
 class ThresholdSTE(torch.autograd.Function):
     """Threshold quantizer of seed 003 with its gradient.
 
@@ -242,10 +254,7 @@ class ThresholdSTE(torch.autograd.Function):
     def forward(ctx, x, t, mu, sigma, c, levels):  # type: ignore[override]
         # x: (N, C, ...) ; t: (C, L) ; mu, sigma, c: (C,)
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        xr = torch.round(x)
-        y = torch.zeros_like(x)
-        for k in range(t.shape[1]):
-            y = y + (xr > t[:, k].reshape(shape)).to(x.dtype)
+        y = count_below(torch.round(x), t, strict=True)
         ctx.save_for_backward(x, mu, sigma, c)
         ctx.levels, ctx.shape = levels, shape
         return y

@@ -26,7 +26,7 @@
 module threshold_quant #(
   /// Accumulator (input) and threshold width in bits, signed two's complement; 2..62.
   parameter int AccWidth     = 16,
-  /// Output code width A in bits, unsigned; 1..10 (2^A-1 thresholds per channel).
+  /// Output code width A in bits, unsigned; 1..16 (2^A-1 thresholds per channel).
   parameter int ABits        = 4,
   /// Number of channels (threshold sets); 1..65536.
   parameter int Channels     = 1,
@@ -83,11 +83,15 @@ module threshold_quant #(
   if (AccWidth < 2 || AccWidth > 62) begin : gen_check_acc
     `NUQ_ELAB_FATAL((1, "threshold_quant: AccWidth=%0d must lie in 2..62", AccWidth))
   end
-  if (ABits < 1 || ABits > 10) begin : gen_check_abits
-    `NUQ_ELAB_FATAL((1, "threshold_quant: ABits=%0d must lie in 1..10", ABits))
+  if (ABits < 1 || ABits > 16) begin : gen_check_abits
+    `NUQ_ELAB_FATAL((1, "threshold_quant: ABits=%0d must lie in 1..16", ABits))
   end
   if (Channels < 1 || Channels > 65536) begin : gen_check_chan
     `NUQ_ELAB_FATAL((1, "threshold_quant: Channels=%0d must lie in 1..65536", Channels))
+  end
+  if (Channels * ((1 << ABits) - 1) > (1 << 24)) begin : gen_check_words
+    `NUQ_ELAB_FATAL((1, "threshold_quant: Channels=%0d x (2^ABits-1) thresholds exceed 2^24",
+                     Channels))
   end
   if (Lanes < 1 || Lanes > 1024) begin : gen_check_lanes
     `NUQ_ELAB_FATAL((1, "threshold_quant: Lanes=%0d must lie in 1..1024", Lanes))

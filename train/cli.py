@@ -29,7 +29,7 @@ from golden.model import save_model
 from .data import DATASETS, load_dataset
 from .models import MODELS, QNet, QuantConfig, build_model
 from .quant import ACT_KINDS
-from .trainer import TrainConfig, fit, load_checkpoint, save_atomic, set_determinism
+from .trainer import TrainConfig, fit, load_checkpoint, set_determinism
 
 DEFAULT_DATASET = {"digits": "digits", "mnist": "mnist5k", "vgg": "cifar10",
                    "resnet18": "cifar10"}

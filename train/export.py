@@ -20,7 +20,6 @@ Integer rules (DESIGN.md, docs/arithmetic.md):
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path

@@ -36,8 +36,8 @@ def add_shifts(s_m: float, s_r: float) -> tuple[int, int, float]:
 
     The coarser input is shifted left by up to 15 so that both share the finer scale; when
     the scales are more than ``2^15`` apart the finer input is shifted right (floor) by the
-    excess (and the output takes that coarser scale). Returns ``(sh_m, sh_r, s_out)``; raises ``ValueError``
-    when the scales are not a power of two apart or more than ``2^30`` apart."""
+    excess (and the output takes that coarser scale). Returns ``(sh_m, sh_r, s_out)``; raises
+    ``ValueError`` when the scales are not a power of two apart or more than ``2^30`` apart."""
     ratio = math.log2(s_m / s_r)
     k = round(ratio)
     if abs(ratio - k) > 1e-6:

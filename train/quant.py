@@ -215,13 +215,6 @@ def calibrated_shift(top: float, a_bits: int) -> int:
     return max(0, min(62, int(round(math.log2(max(top, 1.0) / levels)))))
 
 
-def bit_length_t(x: torch.Tensor) -> torch.Tensor:
-    """``floor(log2 x) + 1`` for integer-valued float64 ``x > 0`` (0 for ``x <= 0``), exact up to
-    2^53 through ``frexp`` (``x = m 2^e`` with ``m`` in [0.5, 1) gives ``e``)."""
-    _, e = torch.frexp(torch.clamp(x, min=0.0))
-    return torch.where(x > 0, e.to(x.dtype), torch.zeros_like(x))
-
-
 # --------------------------------------------------------------------------------------------
 # Activation quantizers: training surrogates (straight-through estimators)
 # --------------------------------------------------------------------------------------------
@@ -244,7 +237,8 @@ class ThresholdSTE(torch.autograd.Function):
 
     Forward: ``y = #{k : round(x) > t_k}`` per channel, ``x`` and ``t`` in accumulator units
     (``t`` the real thresholds of :func:`equiprobable_thresholds` divided by the scale); for an
-    integer ``x`` this is ``#{k : x >= floor(t_k) + 1}``, the integer rule. Backward: STE x normal pdf, the derivative
+    integer ``x`` this is ``#{k : x >= floor(t_k) + 1}``, the integer rule.
+    Backward: STE x normal pdf, the derivative
     of the smooth surrogate ``L (Phi((x - mu)/sigma) - Z) / (U - Z)`` for ``0 < x <= c`` and 0
     elsewhere (ReLU part). With a learned clamp ``c`` (NICE), ``d y / d c`` is the derivative
     of the same surrogate with respect to ``U = Phi((c - mu)/sigma)``.

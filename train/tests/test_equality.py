@@ -27,7 +27,8 @@ def _assert_equal(torch_logits: torch.Tensor, model, images_nchw: np.ndarray) ->
     g_logits, g_cls = predict(model, images_nchw.transpose(0, 2, 3, 1))
     bad = np.flatnonzero((t.astype(np.int64) != g_logits).any(axis=1))
     assert bad.size == 0, (f"{bad.size} images differ; first: image {bad[0]}, torch "
-                           f"{t[bad[0]].astype(np.int64).tolist()} golden {g_logits[bad[0]].tolist()}")
+                           f"{t[bad[0]].astype(np.int64).tolist()} golden "
+                           f"{g_logits[bad[0]].tolist()}")
     t_cls = torch_logits.argmax(1).numpy()  # torch argmax: first maximal index, like golden
     assert np.array_equal(t_cls, g_cls)
 

@@ -11,7 +11,7 @@ from scipy.stats import norm
 
 from golden import ops
 from train.quant import (ActQuantizer, ThresholdSTE, WeightCodeSTE, WeightQuantizer,
-                         bit_length_t, calibrated_shift, equiprobable_thresholds,
+                         calibrated_shift, equiprobable_thresholds,
                          integer_thresholds, log2_offset, weight_codes_int)
 from train.intpath import bit_length
 
@@ -95,7 +95,6 @@ def test_bit_length_exact_to_2_52() -> None:
     x = torch.tensor(vals, dtype=torch.float64)
     expect = [v.bit_length() for v in vals]
     assert bit_length(x).long().tolist() == expect
-    assert bit_length_t(x).long().tolist() == expect
     assert bit_length(torch.tensor([-5.0])).tolist() == [0.0]
 
 

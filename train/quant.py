@@ -198,11 +198,19 @@ def integer_thresholds(t_acc: np.ndarray, bias: np.ndarray | None, bound: int) -
     return np.clip(t, -bound, bound + 1)
 
 
+LOG2_OCTAVES = 7  # largest dynamic range of a log2 activation below its top, in octaves
+
+
 def log2_offset(top: float, a_bits: int) -> int:
-    """Log2 offset ``s >= 0`` from statistics: the code ``2^A - 1`` starts at the leading-one
-    position of ``top`` (accumulator units, e.g. ``mu + 3 sigma``):
-    ``s = max(0, bit_length(ceil(top)) - (2^A - 1))``."""
-    levels = (1 << a_bits) - 1
+    """Log2 offset ``s >= 0`` from statistics: the code reached at ``top`` (accumulator units,
+    e.g. ``mu + 3 sigma``) is ``min(2^A - 1, 7)``:
+    ``s = max(0, bit_length(ceil(top)) - min(2^A - 1, 7))``.
+
+    With 4 or 8 bits the plain rule (top code at ``top``) gives ``s = 0``: every positive
+    accumulator, down to 1, gets a code, and amplifying those noise-level values made
+    fine-tuning diverge (dead network). Capping the range at 7 octaves below ``top`` keeps a
+    dead zone ``x < 2^s``; the codes above ``min(2^A - 1, 7)`` are reached by ``x > 2 top``."""
+    levels = min((1 << a_bits) - 1, LOG2_OCTAVES)
     top_i = int(math.ceil(max(top, 1.0)))
     return max(0, min(62, top_i.bit_length() - levels))
 

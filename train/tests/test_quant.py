@@ -102,6 +102,8 @@ def test_offset_and_shift_from_statistics() -> None:
     # log2: top value's leading-one position minus the top code
     assert log2_offset(1000.0, 2) == (1000).bit_length() - 3
     assert log2_offset(3.0, 3) == 0
+    assert log2_offset(1000.0, 4) == (1000).bit_length() - 7  # at most 7 octaves below top
+    assert log2_offset(1000.0, 8) == (1000).bit_length() - 7
     # shift: (2^A - 1) 2^s closest to top in the log domain
     assert calibrated_shift(7 * 16.0, 3) == 4
     assert calibrated_shift(0.5, 3) == 0

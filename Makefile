@@ -68,7 +68,7 @@ test-train: setup
 	$(PY) -m pytest -q train
 
 # The shipped model models/digits (fixed seed; see models/digits/README.md).
-TRAIN_ARGS ?= --model digits --w-bits 4 --a-bits 4 --act threshold --lr 0.01 --seed 0
+TRAIN_ARGS ?= --model digits --w-bits 4 --a-bits 4 --act threshold --lr 0.03 --seed 0
 train: setup
 	$(PY) -m train $(TRAIN_ARGS) --out runs/digits --export models/digits --no-resume --no-progress
 

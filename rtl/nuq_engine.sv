@@ -209,7 +209,7 @@ module nuq_engine #(
     last_inner = 1'b1;
     if (d_op == OpMac) last_inner = (j_q == d_chunks - 1);
     if (d_op == OpPool) last_inner = (kx_q == d_kernel - 1) && (ky_q == d_kernel - 1);
-    last_g    = (d_op == OpLoad) || (g_q == d_groups - 1);
+    last_g    = (d_op == OpLoad) || (d_op == OpOut) || (g_q == d_groups - 1);
     last_px   = (ox_q == d_out_w - 1) && (oy_q == d_out_h - 1);
     last_beat = (d_op == OpOut) ? (cnt_q == d_out_c - 1) : (last_inner && last_g && last_px);
     pix       = oy_q * d_out_w + ox_q;
@@ -283,17 +283,64 @@ module nuq_engine #(
     assign rd_r[l*AccWidth +: AccWidth] = (l < nlanes) ? rd_data[Pe + l] : '0;
   end
 
+  logic [Simd*CodeBits-1:0] rd_act;
+  for (genvar s = 0; s < Simd; s++) begin : gen_act
+    assign rd_act[s*CodeBits +: CodeBits] = lane_inb[s] ? rd_data[s][CodeBits-1:0] : '0;
+  end
+
+  // ---- issue stage: the registered read (a synchronous-read memory) --------------------------
+  // One beat of whichever pass runs: MAC operands, Pe stored values (ACT/ADD/POOL/OUT), flags.
+  // Registering here also gives every block one input change per cycle.
+  logic                     st_valid_q, st_ready, st_last_q, st_first_q;
+  logic [Simd*CodeBits-1:0] st_act_q;
+  logic [Pe*Simd*WBits-1:0] st_wgt_q;
+  logic [Pe*BiasWidth-1:0]  st_bias_q;
+  logic [Pe*AccWidth-1:0]   st_m_q, st_r_q;
+  logic [UserWidth-1:0]     st_user_q;
+  logic [ClsWidth-1:0]      st_idx_q;
+  logic                     st_take;  // the consumer of the current pass takes the stage's beat
+
+  assign st_ready = !st_valid_q || st_take;
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      st_valid_q <= 1'b0;
+      st_last_q  <= 1'b0;
+      st_first_q <= 1'b0;
+      st_act_q   <= '0;
+      st_wgt_q   <= '0;
+      st_bias_q  <= '0;
+      st_m_q     <= '0;
+      st_r_q     <= '0;
+      st_user_q  <= '0;
+      st_idx_q   <= '0;
+    end else if (st_ready) begin
+      st_valid_q <= step && (d_op != OpLoad);
+      if (step && (d_op != OpLoad)) begin
+        st_last_q  <= (d_op == OpMac) ? (j_q == d_chunks - 1)
+                    : (d_op == OpOut) ? last_beat : last_inner;
+        st_first_q <= (ky_q == 0) && (kx_q == 0);
+        // operands load only in the passes that use them (fewer toggles into idle blocks)
+        if (d_op == OpMac) begin
+          st_act_q  <= rd_act;
+          st_wgt_q  <= wgt_mem[d_wgt + g_q * d_chunks + j_q];
+          st_bias_q <= bias_mem[d_bias + g_q];
+        end else begin
+          st_m_q    <= rd_m;
+        end
+        if (d_op == OpAdd) st_r_q <= rd_r;
+        st_user_q  <= seq_user;
+        st_idx_q   <= ClsWidth'(cnt_q);
+      end
+    end
+  end
+
   // ---- MAC array ------------------------------------------------------------------------------
   logic                    mac_in_valid, mac_in_ready, mac_out_valid, mac_out_ready;
-  logic [Simd*CodeBits-1:0] mac_act;
   logic [Pe*AccWidth-1:0]  mac_out_data;
   logic [UserWidth-1:0]    mac_out_user;
 
-  for (genvar s = 0; s < Simd; s++) begin : gen_act
-    assign mac_act[s*CodeBits +: CodeBits] = lane_inb[s] ? rd_data[s][CodeBits-1:0] : '0;
-  end
-
-  assign mac_in_valid = running && (d_op == OpMac);
+  assign mac_in_valid = st_valid_q && (d_op == OpMac);
 
   mac_array #(
     .Pe       (Pe),
@@ -309,11 +356,11 @@ module nuq_engine #(
     .rst_ni,
     .in_valid_i (mac_in_valid),
     .in_ready_o (mac_in_ready),
-    .in_act_i   (mac_act),
-    .in_wgt_i   (wgt_mem[d_wgt + g_q * d_chunks + j_q]),
-    .in_bias_i  (bias_mem[d_bias + g_q]),
-    .in_last_i  (j_q == d_chunks - 1),
-    .in_user_i  (seq_user),
+    .in_act_i   (st_act_q),
+    .in_wgt_i   (st_wgt_q),
+    .in_bias_i  (st_bias_q),
+    .in_last_i  (st_last_q),
+    .in_user_i  (st_user_q),
     .out_valid_o(mac_out_valid),
     .out_ready_i(mac_out_ready),
     .out_data_o (mac_out_data),
@@ -328,9 +375,9 @@ module nuq_engine #(
   logic [Pe*ActBits-1:0]  q_out_data [4];
   logic [UserWidth-1:0]   q_out_user [4];
 
-  assign q_in_data   = (d_op == OpAct) ? rd_m : mac_out_data;
-  assign q_in_user   = (d_op == OpAct) ? seq_user : mac_out_user;
-  assign q_src_valid = (d_op == OpAct) ? running : (d_op == OpMac) && mac_out_valid;
+  assign q_in_data   = (d_op == OpAct) ? st_m_q : mac_out_data;
+  assign q_in_user   = (d_op == OpAct) ? st_user_q : mac_out_user;
+  assign q_src_valid = (d_op == OpAct) ? st_valid_q : (d_op == OpMac) && mac_out_valid;
   for (genvar a = 0; a < 4; a++) begin : gen_q_valid
     assign q_in_valid[a] = q_src_valid && (d_act == a) && (a != ActNone);
   end
@@ -413,7 +460,7 @@ module nuq_engine #(
   for (genvar i = 0; i < NumAddWidths; i++) begin : gen_add
     localparam int OutW = 32'(AddWidths[8*i +: 8]);
     logic [Pe*OutW-1:0] sum;
-    assign add_in_valid[i] = running && (d_op == OpAdd) && (d_add_sel == i);
+    assign add_in_valid[i] = st_valid_q && (d_op == OpAdd) && (d_add_sel == i);
     residual_add #(
       .MWidth   (AccWidth),
       .RWidth   (AccWidth),
@@ -427,9 +474,9 @@ module nuq_engine #(
       .r_shift_i  (5'(d_r_shift)),
       .in_valid_i (add_in_valid[i]),
       .in_ready_o (add_in_ready[i]),
-      .in_m_i     (rd_m),
-      .in_r_i     (rd_r),
-      .in_user_i  (seq_user),
+      .in_m_i     (st_m_q),
+      .in_r_i     (st_r_q),
+      .in_user_i  (st_user_q),
       .out_valid_o(add_out_valid[i]),
       .out_ready_i(1'b1),
       .out_data_o (sum),
@@ -445,15 +492,15 @@ module nuq_engine #(
   logic                   pool_valid_q;
   logic [UserWidth-1:0]   pool_user_q;
   logic [Pe*AccWidth-1:0] pool_max_q, pool_max_d;
-  logic                   pool_first;
+  logic                   pool_take;
 
-  assign pool_first = (ky_q == 0) && (kx_q == 0);
+  assign pool_take = st_valid_q && (d_op == OpPool);
   for (genvar l = 0; l < Pe; l++) begin : gen_pool
     logic [AccWidth-1:0] cur, nxt;
     assign cur = pool_max_q[l*AccWidth +: AccWidth];
-    assign nxt = rd_m[l*AccWidth +: AccWidth];
+    assign nxt = st_m_q[l*AccWidth +: AccWidth];
     assign pool_max_d[l*AccWidth +: AccWidth] =
-        (pool_first || $signed(nxt) > $signed(cur)) ? nxt : cur;
+        (st_first_q || $signed(nxt) > $signed(cur)) ? nxt : cur;
   end
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
@@ -462,10 +509,10 @@ module nuq_engine #(
       pool_user_q  <= '0;
       pool_max_q   <= '0;
     end else begin
-      pool_valid_q <= step && (d_op == OpPool) && last_inner;
-      if (step && (d_op == OpPool)) begin
+      pool_valid_q <= pool_take && st_last_q;
+      if (pool_take) begin
         pool_max_q  <= pool_max_d;
-        pool_user_q <= seq_user;
+        pool_user_q <= st_user_q;
       end
     end
   end
@@ -545,6 +592,9 @@ module nuq_engine #(
   logic [ClsWidth-1:0]           cls_q;
   logic                          out_valid_q;
 
+  logic [AccWidth-1:0]           out_val;
+
+  assign out_val     = st_m_q[AccWidth-1:0];
   assign out_valid_o = out_valid_q;
   assign out_data_o  = logits_q;
   assign out_class_o = cls_q;
@@ -557,13 +607,13 @@ module nuq_engine #(
       out_valid_q <= 1'b0;
     end else begin
       if (out_valid_q && out_ready_i) out_valid_q <= 1'b0;
-      if (step && d_op == OpOut) begin
-        logits_q[cnt_q*AccWidth +: AccWidth] <= rd_data[0];
-        if (cnt_q == 0 || $signed(rd_data[0]) > $signed(best_q)) begin
-          best_q <= rd_data[0];
-          cls_q  <= ClsWidth'(cnt_q);
+      if (st_valid_q && d_op == OpOut) begin
+        logits_q[32'(st_idx_q)*AccWidth +: AccWidth] <= out_val;
+        if (st_idx_q == '0 || $signed(out_val) > $signed(best_q)) begin
+          best_q <= out_val;
+          cls_q  <= st_idx_q;
         end
-        if (last_beat) out_valid_q <= 1'b1;
+        if (st_last_q) out_valid_q <= 1'b1;
       end
     end
   end
@@ -575,16 +625,18 @@ module nuq_engine #(
   assign in_ready_o = running && (d_op == OpLoad);
   always_comb begin
     case (d_op)
+      OpMac:   st_take = mac_in_ready;
+      OpAct:   st_take = q_in_ready[d_act[1:0]];
+      OpAdd:   st_take = |(add_in_ready & (NumAddWidths'(1) << d_add_sel));
+      default: st_take = 1'b1;
+    endcase
+    case (d_op)
       OpLoad:  step = in_valid_i && in_ready_o;
-      OpMac:   step = mac_in_valid && mac_in_ready;
-      OpAct:   step = q_in_valid[d_act[1:0]] && q_in_ready[d_act[1:0]];
-      OpAdd:   step = |(add_in_valid & add_in_ready);
-      OpPool:  step = running;
-      OpOut:   step = running && !out_valid_q;
-      default: step = 1'b0;
+      OpOut:   step = running && st_ready && !out_valid_q;
+      default: step = running && st_ready;
     endcase
   end
-  assign pass_done = issued_q && (wr_cnt_q == expected);
+  assign pass_done = issued_q && !st_valid_q && (wr_cnt_q == expected);
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
@@ -602,6 +654,13 @@ module nuq_engine #(
       pass_q   <= (32'(pass_q) == NumPasses - 1) ? '0 : pass_q + 1'b1;
       issued_q <= 1'b0;
       wr_cnt_q <= 0;
+      oy_q     <= 0;
+      ox_q     <= 0;
+      g_q      <= 0;
+      j_q      <= 0;
+      ky_q     <= 0;
+      kx_q     <= 0;
+      cnt_q    <= 0;
     end else begin
       if (wr_valid) wr_cnt_q <= wr_cnt_q + 1;
       if (step) begin

@@ -23,7 +23,7 @@ import numpy as np
 from golden.model import IntModel, load_model, predict, save_model
 from hwgen.engine_image import (EngineConfig, EnginePlan, plan, summary, union_params,
                                 wrapper_sv, write_image)
-from tb.common.runner import ROOT, SIMS, run_cocotb
+from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
 
 BLOCKS = ["mac_array.sv", "threshold_quant.sv", "log2_act.sv", "shift_quant.sv",
           "residual_add.sv", "nuq_engine.sv"]
@@ -129,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="number of test images (0 = the whole split)")
     ap.add_argument("--pe", type=int, default=int(os.environ.get("PE", 8)))
     ap.add_argument("--simd", type=int, default=int(os.environ.get("SIMD", 8)))
+    ap.add_argument("--bsearch", type=int, default=int(os.environ.get("BSEARCH", -1)),
+                    help="threshold_quant BinarySearch (default: 1 on icarus, where the "
+                         "parallel comparators simulate slowly, else 0)")
     ap.add_argument("--json", default="", help="also write the summary to this JSON file")
     args = ap.parse_args(argv)
     model_dir = Path(args.model)
@@ -139,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_dir = ROOT / "sim_build" / "engine_gen" / "random_1_model"
         save_model(random_model(1), model_dir)
     model = load_model(model_dir)  # refuses a malformed export before anything runs
-    cfg = EngineConfig(args.pe, args.simd)
+    bsearch = args.bsearch if args.bsearch in (0, 1) else int(args.sim == "icarus")
+    cfg = EngineConfig(args.pe, args.simd, bsearch)
     if model.meta.get("dataset") or model.input_shape in ((8, 8, 1), (28, 28, 1)):
         x, y = dataset_split(model)
     else:
@@ -148,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         y = predict(model, x)[1]
     if args.n:
         x, y = x[:args.n], y[:args.n]
-    tag = f"{model.name}_pe{cfg.pe}_simd{cfg.simd}"
+    tag = f"{model.name}_pe{cfg.pe}_simd{cfg.simd}_bs{bsearch}"
     top, root, params, widths, plans = build_for([model], cfg, tag.replace("-", "_"))
     t0 = time.time()
     res = run_engine(model_dir, plans[0], x, top, root, params, widths, args.sim, "engine_sim",
@@ -158,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = len(x)
     ok = res["bit_exact"]
     print(f"\n==== make sim: model {model.name} ({model_dir}), SIM={args.sim}, "
-          f"Pe x Simd = {cfg.pe} x {cfg.simd}")
+          f"Pe x Simd = {cfg.pe} x {cfg.simd}, threshold BinarySearch={bsearch}")
     print(f"images               {n}")
     print(f"bit-exact logits     {ok} / {n}")
     print(f"RTL accuracy         {res['rtl_correct'] / n:.4f}")
@@ -172,10 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if p["ideal"]:
             print(f"  layer {p['name']:<24} cycles {p['cycles']:>8.1f}  ideal {p['ideal']:>7}  "
                   f"utilization {p['ideal'] / p['cycles']:.3f}")
-    print(f"simulation speed     {n / wall:.2f} images/s on {args.sim} (wall {wall:.1f} s, "
-          "incl. build if any)")
-    if res.get("waves"):
-        print(f"waves                {res['waves']}")
+    print(f"simulation speed     {n / res['sim_s']:.2f} images/s on {args.sim} ({res['sim_s']:.1f} s "
+          f"simulating; {wall:.1f} s wall incl. build and start-up)")
+    if waves_enabled():
+        print(f"waves                {sim_build_dir(top, args.sim, {}) / (top + '.fst')}")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(res, ideal_cycles=s["ideal_cycles"],
                                                    wall_s=wall), indent=1))

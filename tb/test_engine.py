@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +120,7 @@ async def engine_sim(dut):
             pass_times.append((int(sig.value), get_sim_time("ns") / PERIOD_NS))
 
     async def drive() -> None:
-        # ready read at RisingEdge is the value the edge sampled; while the engine computes,
-        # sleep until in_ready_o rises instead of polling every cycle
+        # ready read at RisingEdge is the value the edge sampled
         for im in images:
             for px in _pixels(im, model.input_bits):
                 dut.in_data_i.value = px
@@ -129,11 +129,11 @@ async def engine_sim(dut):
                     await RisingEdge(dut.clk_i)
                     if str(dut.in_ready_o.value) == "1":
                         break
-                    await RisingEdge(dut.in_ready_o)
         dut.in_valid_i.value = 0
 
     cocotb.start_soon(watch_passes())
     cocotb.start_soon(drive())
+    t_start = time.time()
     out_times, rows = [], []
     exact = rtl_ok = gold_ok = 0
     for i, im in enumerate(images):
@@ -169,7 +169,7 @@ async def engine_sim(dut):
                            cycles=float(np.mean(c)) if c else float("nan")))
     Path(os.environ["ENGINE_RESULT"]).write_text(json.dumps(dict(
         images=len(images), bit_exact=exact, rtl_correct=rtl_ok, golden_correct=gold_ok,
-        cycles_per_image=cyc, passes=passes, rows=rows)))
+        cycles_per_image=cyc, passes=passes, rows=rows, sim_s=time.time() - t_start)))
     assert exact == len(images), f"{len(images) - exact} image(s) differ from golden"
 
 
@@ -198,9 +198,6 @@ async def engine_layers(dut):
         dut.in_valid_i.value = 0
 
     cocotb.start_soon(drive())
-    if os.environ.get("ENGINE_DEBUG_PASS"):
-        import sys; sys.path.insert(0, "/tmp"); import dbgmon
-        cocotb.start_soon(dbgmon.mon(dut, int(os.environ["ENGINE_DEBUG_PASS"])))
     bad = []
     for k, ps in enumerate(plan["passes"][:-1]):
         while int(dut.u_engine.pass_q.value) == k:
@@ -242,25 +239,30 @@ def _unpack_signed(word: int, n: int, width: int) -> list[int]:
 RANDOM_SEEDS = (1, 2, 3)
 RANDOM_IMAGES = 12
 DIGITS_IMAGES = 20
+# (simulator, Pe, Simd, BinarySearch): odd shapes and both threshold implementations; one
+# build per row (Verilator builds dominate), several models per build
+RANDOM_CONFIGS = [("verilator", 4, 4, 0), ("icarus", 3, 5, 1)]
+DIGITS_CONFIGS = [("verilator", 8, 8, 0), ("icarus", 8, 8, 1)]
 
 
-def _random_models(cfg: EngineConfig):
-    from tb.engine_sim import build_for
+def _cfg_id(c: tuple) -> str:
+    return f"{c[0]}-pe{c[1]}simd{c[2]}-{'bsearch' if c[3] else 'parallel'}"
+
+
+@pytest.mark.parametrize("conf", RANDOM_CONFIGS, ids=_cfg_id)
+def test_engine_random(conf: tuple) -> None:
+    """Tiny random networks with every layer kind, several seeds sharing one build; bubbles,
+    back-pressure, a reset in mid-image."""
+    from tb.engine_sim import build_for, run_engine
+    sim, pe, simd, bs = conf
+    cfg = EngineConfig(pe, simd, bs)
     models = [random_model(s) for s in RANDOM_SEEDS]
     dirs = []
     for m in models:
         d = ROOT / "sim_build" / "engine_gen" / "models" / m.name
         save_model(m, d)
         dirs.append(d)
-    return models, dirs, build_for(models, cfg, f"random_pe{cfg.pe}_simd{cfg.simd}")
-
-
-@pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("pe,simd", [(4, 4), (3, 5)], ids=["pe4simd4", "pe3simd5"])
-def test_engine_random(sim: str, pe: int, simd: int) -> None:
-    """Tiny random networks with every layer kind, several seeds sharing one build."""
-    from tb.engine_sim import run_engine
-    models, dirs, (top, root, params, widths, plans) = _random_models(EngineConfig(pe, simd))
+    top, root, params, widths, plans = build_for(models, cfg, f"random_pe{pe}_simd{simd}_bs{bs}")
     for m, d, pl in zip(models, dirs, plans):
         images = random_images(m, RANDOM_IMAGES, seed=100 + len(m.name))
         res = run_engine(d, pl, images, top, root, params, widths, sim, "engine_stream",
@@ -269,17 +271,116 @@ def test_engine_random(sim: str, pe: int, simd: int) -> None:
         assert res["matched"] >= RANDOM_IMAGES
 
 
-@pytest.mark.parametrize("sim", SIMS)
-def test_engine_digits(sim: str) -> None:
-    """The shipped digits model on a subset of its test split."""
+@pytest.mark.parametrize("conf", DIGITS_CONFIGS, ids=_cfg_id)
+def test_engine_digits(conf: tuple) -> None:
+    """The shipped digits model on the first test images of its split, back to back, with
+    bubbles, back-pressure and a reset in mid-image."""
     from tb.engine_sim import DIGITS_MODEL, build_for, digits_split, run_engine
     if not (DIGITS_MODEL / "manifest.json").exists():
         pytest.skip(f"{DIGITS_MODEL} does not exist yet (the training export writes it)")
+    sim, pe, simd, bs = conf
     model = load_model(DIGITS_MODEL)
-    cfg = EngineConfig(8, 8)
-    top, root, params, widths, plans = build_for([model], cfg, "digits_pe8_simd8")
+    top, root, params, widths, plans = build_for([model], EngineConfig(pe, simd, bs),
+                                                 f"digits_pe{pe}_simd{simd}_bs{bs}")
     x, _ = digits_split()
     res = run_engine(DIGITS_MODEL, plans[0], x[:DIGITS_IMAGES], top, root, params, widths, sim,
                      "engine_stream", {"bubble": 0.2, "backpressure": 0.4,
                                        "reset_at": DIGITS_IMAGES // 2})
     assert res["matched"] >= DIGITS_IMAGES
+
+
+# ---- bad input: refused before any simulation, with the field named ---------------------------
+
+
+def _export(tmp_path: Path, model) -> Path:
+    d = tmp_path / "export"
+    save_model(model, d)
+    return d
+
+
+def _edit_manifest(d: Path, fn) -> None:
+    man = json.loads((d / "manifest.json").read_text())
+    fn(man)
+    (d / "manifest.json").write_text(json.dumps(man))
+
+
+@pytest.mark.parametrize("case,edit,match", [
+    ("missing layer", lambda m: m["layers"].pop(2), r"input 'down' is not an earlier layer"),
+    ("wrong width", lambda m: m["layers"][0].update(acc_bits=6), r"field 'acc_bits' = 6"),
+    ("shapes do not chain", lambda m: m["layers"][-1].update(in_features=7),
+     r"field 'in_features' = 7"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_engine_refuses_malformed_export(tmp_path: Path, case: str, edit, match: str) -> None:
+    """make sim / the tests load the export first: a malformed one never reaches the build."""
+    from golden.model import ExportError
+    d = _export(tmp_path, random_model(1))
+    _edit_manifest(d, edit)
+    with pytest.raises(ExportError, match=match):
+        load_model(d)
+
+
+def test_engine_refuses_unsorted_thresholds(tmp_path: Path) -> None:
+    from golden.model import ExportError
+    m = random_model(1)
+    t = m.layer("stem_q").arrays["thresholds"]
+    t[0, 0], t[0, -1] = t[0, -1] + 5, t[0, 0]
+    with pytest.raises(ValueError, match="ascending|thresholds"):
+        from golden.model import validate
+        validate(m)
+    assert issubclass(ExportError, ValueError)
+
+
+def test_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    """Engine limits: a_bits above 8 (threshold table), a 256-wide kernel, and a model that
+    does not fit a given build's parameters, each named, before anything is built."""
+    from hwgen.engine_image import EngineLimitError, check_fits, plan
+    m = random_model(1)
+    m.layer("down_q").attrs["a_bits"] = 9
+    with pytest.raises(EngineLimitError, match=r"down_q.*field 'a_bits' = 9"):
+        plan(m, EngineConfig(4, 4))
+    pl_small, pl_big = plan(random_model(1), EngineConfig(4, 4)), plan(random_model(2),
+                                                                       EngineConfig(4, 4))
+    with pytest.raises(EngineLimitError, match="MemDepth"):
+        check_fits(pl_small, dict(pl_small.params, MemDepth=1))
+    with pytest.raises(EngineLimitError, match="MaxBeats"):
+        check_fits(pl_big, pl_small.params)
+    with pytest.raises(EngineLimitError, match="parameter Pe"):
+        check_fits(pl_small, dict(pl_small.params, Pe=8))
+    with pytest.raises(ValueError, match="pe"):
+        EngineConfig(0, 4)
+
+
+def test_engine_refuses_before_build(tmp_path: Path) -> None:
+    """build_for plans every model before writing anything: no wrapper, no build directory."""
+    from hwgen.engine_image import EngineLimitError
+    from tb.engine_sim import build_for
+    m = random_model(3)
+    m.layer("blk_q1").attrs["a_bits"] = 9
+    tag = "refused_before_build"
+    with pytest.raises(EngineLimitError, match="a_bits"):
+        build_for([m], EngineConfig(4, 4), tag)
+    assert not (ROOT / "sim_build" / "engine_gen" / tag).exists()
+
+
+def test_engine_image_layout() -> None:
+    """Generator invariants checked against golden's own im2col and shapes (not against the
+    generator): weight words hold the (ky, kx, c)-ordered rows, kernel-table offsets address
+    exactly golden.ops.im2col's elements, every stored tensor fits memory without overlap with
+    the tensors its pass reads."""
+    from hwgen.engine_image import OP_MAC, _tab_entries, plan
+    m = random_model(2)
+    pl = plan(m, EngineConfig(3, 5))
+    for p in pl.passes:
+        f = p.fields
+        ends = {t: pl.addr[t] + int(np.prod(m.types[t].shape)) for t in pl.addr}
+        for r in p.reads:
+            if p.writes:
+                lo, hi = pl.addr[p.writes], ends[p.writes]
+                assert hi <= pl.mem_depth
+                assert hi <= pl.addr[r] or ends[r] <= lo, f"{p.name} overwrites its input {r}"
+        if p.op == OP_MAC and m.layer(p.layer).op == "conv2d":
+            # the table's offsets, applied at window (0, 0), pick golden's im2col patch
+            k, c, w, h = f["kernel"], f["in_c"], f["in_w"], f["in_h"]
+            a = np.arange(h * w * c).reshape(h, w, c)
+            offs = [e & 0xFFFFFFFF for e in _tab_entries(p)]
+            assert [int(a.reshape(-1)[o]) for o in offs] == ops.im2col(a, k, 1, 0)[0, 0].tolist()

@@ -132,9 +132,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(a, name)}")
     if a.batch < 1 or a.lr <= 0 or a.fp_lr <= 0:
         raise ValueError("--batch, --lr and --fp-lr must be positive")
+    qc = net_cfg(a)  # bad bit widths fail here, before any data is read
     set_determinism(a.seed)
     data = load_dataset(dataset, a.data_dir)
-    net = build_model(a.model, net_cfg(a), data.classes, a.width)
+    net = build_model(a.model, qc, data.classes, a.width)
     if tuple(net.input_shape) != tuple(data.x_train.shape[1:]):
         raise ValueError(f"--dataset: {dataset} images {data.x_train.shape[1:]} do not fit "
                          f"model {a.model} input {net.input_shape}")

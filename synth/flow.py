@@ -114,7 +114,8 @@ def summarize(arch: str, cells: Mapping[str, int]) -> dict[str, int]:
 
     Xilinx 7-series: ``lut`` = LUT1..LUT6 + INV (an inverter is a LUT1 on the device), ``ff`` =
     FD*, ``carry`` = CARRY4, ``dsp`` = DSP48E1, ``muxf`` = MUXF7/MUXF8, ``lutram`` = LUT sites
-    used as distributed RAM or SRL (a RAM32M is 4), ``bram`` = RAMB18/36. iCE40: ``lut`` = SB_LUT4, ``carry`` = SB_CARRY,
+    used as distributed RAM or SRL (a RAM32M is 4), ``bram`` = RAMB18/36. iCE40: ``lut`` =
+    SB_LUT4, ``carry`` = SB_CARRY,
     ``ff`` = SB_DFF*, ``bram`` = SB_RAM40_4K, ``dsp`` = SB_MAC16. Clock buffers are ignored;
     any other cell type is counted in ``other`` so that nothing is silently dropped.
     """

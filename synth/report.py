@@ -54,6 +54,15 @@ def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, fl
     return a, b, (1.0 - ss_res / ss_tot) if ss_tot > 0 else 1.0
 
 
+def cost(r: dict[str, Any]) -> int:
+    """LUT sites a result occupies: Xilinx LUTs for logic plus LUTs used as distributed RAM;
+    iCE40 logic cells after packing (a carry or flip-flop without its own LUT still takes a
+    cell), or LUT4s where the block has too many ports to pack."""
+    if r["arch"] == "ice40":
+        return r["lc"] if r.get("lc") is not None else r["lut"]
+    return r["lut"] + r["lutram"]
+
+
 def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub markdown table."""
     def fmt(v: Any) -> str:
@@ -115,15 +124,15 @@ def plot_quant(rows: list[dict[str, Any]], x_key: str, fixed: dict[str, Any], xs
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, arch, unit in ((axes[0], "xilinx", "LUT6 (Xilinx 7-series)"),
-                           (axes[1], "ice40", "LUT4 (iCE40)")):
+    for ax, arch, unit in ((axes[0], "xilinx", "LUT6 incl. LUTRAM (Xilinx 7-series)"),
+                           (axes[1], "ice40", "logic cells after packing (iCE40)")):
         for blk, var, label, style in QUANT_SERIES:
             pts = []
             for x in xs:
                 r = one(rows, block=blk, variant=var, arch=arch, Channels=1,
                         **{x_key: x}, **fixed)
                 if r is not None:
-                    pts.append((x, r["lut"]))
+                    pts.append((x, cost(r)))
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
         ax.set_xlabel(x_key if x_key != "A" else "output bits A")

@@ -22,8 +22,9 @@ from golden.random_model import random_model
 
 from . import report as rp
 from .flow import ROOT, SynthError, fmax, synthesize
+from .report import cost
 from .sweeps import (A_AT_ACC, A_SWEEP, ACC_MAIN, ACC_SWEEP, MAC_BIAS_WIDTH, MAC_MAX_BEATS,
-                     THR_CHANNELS, fmax_points, points)
+                     THR_CHANNELS, engine_points, fmax_points, points)
 
 DOCS = ROOT / "docs"
 EXPECTED = ("shift_quant", "log2_act", "threshold_quant", "residual_add", "mac_array")
@@ -42,21 +43,26 @@ def tool_versions() -> str:
 
 def _lut(rows, **kw) -> int | None:
     r = rp.one(rows, **kw)
-    return None if r is None else r["lut"]
+    return None if r is None else cost(r)
 
 
 def _quant_section(rows: list[dict[str, Any]]) -> list[str]:
     md = []
     series = [(b, v, lbl) for b, v, lbl, _ in rp.QUANT_SERIES]
-    for arch, unit in (("xilinx", "Xilinx 7-series: LUT / FF / CARRY4"),
-                       ("ice40", "iCE40: LUT4 / DFF / carry")):
+    for arch, unit in (("xilinx", "Xilinx 7-series: LUT (logic + LUTRAM) / FF / CARRY4"),
+                       ("ice40", "iCE40: logic cells after packing (LUT4 / DFF / SB_CARRY)")):
         tab = []
         for blk, var, lbl in series:
             cells = []
             for a in A_SWEEP:
                 r = rp.one(rows, block=blk, variant=var, arch=arch, A=a, AccWidth=ACC_MAIN,
                            Channels=1)
-                cells.append("-" if r is None else f"{r['lut']} / {r['ff']} / {r['carry']}")
+                if r is None:
+                    cells.append("-")
+                elif arch == "ice40":
+                    cells.append(f"**{r['lc']}** ({r['lut']} / {r['ff']} / {r['carry']})")
+                else:
+                    cells.append(f"**{cost(r)}** / {r['ff']} / {r['carry']}")
             tab.append([lbl, *cells])
         md += [f"**{unit}**, AccWidth = {ACC_MAIN}, one channel, one lane:", "",
                rp.md_table(["block", *[f"A = {a}" for a in A_SWEEP]], tab), ""]
@@ -82,7 +88,8 @@ def _ratio_section(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any
             tab.append([var, *[f"{ratios[a]:.2f}" if a in ratios else "-" for a in A_SWEEP],
                         "never (up to A = 8)" if lim is None else f"A = {lim}"])
         if tab:
-            md += [f"LUT(threshold) / LUT(shift), {arch}, AccWidth = {ACC_MAIN}:", "",
+            unit = "logic cells" if arch == "ice40" else "LUTs (logic + LUTRAM)"
+            md += [f"{unit}(threshold) / {unit}(shift), {arch}, AccWidth = {ACC_MAIN}:", "",
                    rp.md_table(["threshold form", *[f"A = {a}" for a in A_SWEEP],
                                 f"first A with ratio > {rp.CHEAP_RATIO}"], tab), ""]
     return md, summary
@@ -97,7 +104,8 @@ def _acc_section(rows: list[dict[str, Any]]) -> list[str]:
                           Channels=1) for acc in accs]
             if any(c is not None for c in cells):
                 tab.append([lbl, arch, *["-" if c is None else c for c in cells]])
-    return [f"LUTs vs accumulator width at A = {A_AT_ACC}:", "",
+    return [f"LUTs (Xilinx: logic + LUTRAM; iCE40: logic cells) vs accumulator width at "
+            f"A = {A_AT_ACC}:", "",
             rp.md_table(["block", "arch", *[f"AccWidth {a}" for a in accs]], tab), ""]
 
 
@@ -110,7 +118,7 @@ def _chan_section(rows: list[dict[str, Any]]) -> list[str]:
                 r = rp.one(rows, block="threshold_quant", variant=var, arch=arch, A=A_AT_ACC,
                            AccWidth=ACC_MAIN, Channels=ch)
                 cells.append("-" if r is None else
-                             f"{r['lut']} LUT / {r['ff']} FF" +
+                             f"{cost(r)} {'LC' if arch == 'ice40' else 'LUT'} / {r['ff']} FF" +
                              (f" / {r['bram']} BRAM" if r["bram"] else "") +
                              (f" / {r['lutram']} LUTRAM" if r["lutram"] else ""))
             tab.append([var, arch, *cells])
@@ -207,8 +215,8 @@ def write_markdown(rows: list[dict[str, Any]], summary: dict, fits: dict, elapse
           "to seed.", ""]
     if missing:
         md += [f"**Not synthesized (no file in rtl/ at run time):** {', '.join(missing)}.", ""]
-    md += ["## Quantizers: LUTs vs output bits", "", "![quantizer LUTs vs A](img/synth_quant_a.png)",
-           ""]
+    md += ["## Quantizers: LUTs vs output bits", "",
+           "![quantizer LUTs vs A](img/synth_quant_a.png)", ""]
     md += _quant_section(rows)
     md += ["## Threshold vs shift quantizer", ""]
     ratio_md, _ = _ratio_section(rows)
@@ -226,12 +234,22 @@ def write_markdown(rows: list[dict[str, Any]], summary: dict, fits: dict, elapse
     res = rp.select(rows, block="residual_add")
     if res:
         md += ["## Residual adder", "",
-               rp.md_table(["width (M = R = Out)", "arch", "LUT", "FF", "carry"],
-                           [[r["meta"]["AccWidth"], r["arch"], r["lut"], r["ff"], r["carry"]]
-                            for r in res]), ""]
+               rp.md_table(["width (M = R = Out)", "arch", "LUT", "FF", "carry", "iCE40 LC"],
+                           [[r["meta"]["AccWidth"], r["arch"], r["lut"], r["ff"], r["carry"],
+                             r.get("lc") or "-"] for r in res]), ""]
     md += ["## MAC array: LUTs vs BOPs", "", "![MAC LUTs vs BOPs](img/synth_mac_bops.png)", ""]
     mac_md, _ = _mac_section(rows)
     md += mac_md
+    eng = rp.select(rows, block="nuq_engine")
+    if eng:
+        md += ["## Whole-network engine", "",
+               "rtl/nuq_engine.sv built for the shipped digits model (its memory images from "
+               "hwgen.engine_image; the data memory is the engine's multi-port simulation "
+               "model, so these figures are an upper bound on a banked BRAM build).", "",
+               rp.md_table(["variant", "arch", "LUT", "LUTRAM sites", "FF", "CARRY4", "DSP48",
+                            "BRAM"],
+                           [[r["variant"], r["arch"], r["lut"], r["lutram"], r["ff"], r["carry"],
+                             r["dsp"], r["bram"]] for r in eng]), ""]
     md += ["## Fmax (iCE40HX8K, nextpnr)", ""] + _fmax_section(rows)
     md += ["## BOPs per layer and per model", "",
            "`golden.cost.model_bops(model)` applies DESIGN.md's formula "
@@ -250,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
-    pts = points(set(args.only) if args.only else None)
+    only = set(args.only) if args.only else None
+    pts = points(only)
+    if only is None or "nuq_engine" in only:
+        pts += engine_points()
     have = {p.stem for p in (ROOT / "rtl").glob("*.sv")}
     missing = [b for b in EXPECTED if b not in have]
     for b in missing:

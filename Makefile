@@ -88,7 +88,7 @@ RTL_SRCS := $(wildcard rtl/*.sv)
 lint: setup
 	@set -e; for f in $(RTL_SRCS); do \
 	  top=$$(basename $$f .sv); \
-	  verilator --lint-only -Wall -Irtl $(RTL_SRCS) --top-module $$top; \
+	  verilator --lint-only -Wall --quiet -Irtl $(RTL_SRCS) --top-module $$top; \
 	done; echo "lint clean: $(words $(RTL_SRCS)) modules, verilator -Wall"
 
 # Simulation-throughput benchmark (not a test): docs/benchmarks.md and docs/data/.

@@ -53,7 +53,10 @@ def param_tag(parameters: Mapping[str, Any]) -> str:
 
 
 def sim_build_dir(toplevel: str, sim: str, parameters: Mapping[str, Any]) -> Path:
-    return ROOT / "sim_build" / f"{toplevel}-{sim}-{param_tag(parameters)}"
+    """``sim_build/<toplevel>-<sim>-<tag>``, with ``-waves`` appended under ``WAVES=1`` (its own
+    build: Icarus would otherwise reuse an up-to-date build that lacks the FST dump module)."""
+    suffix = "-waves" if waves_enabled() else ""
+    return ROOT / "sim_build" / f"{toplevel}-{sim}-{param_tag(parameters)}{suffix}"
 
 
 def run_cocotb(
@@ -76,8 +79,6 @@ def run_cocotb(
     seed = tb_seed() if seed is None else seed
     waves = waves_enabled()
     build_dir = sim_build_dir(toplevel, sim, parameters)
-    if waves:  # own build: Icarus skips an up-to-date build that lacks the FST dump module
-        build_dir = build_dir.with_name(build_dir.name + "-waves")
     srcs = [Path(s) if Path(s).is_absolute() else RTL / s for s in sources]
     build_args: list[str] = []
     test_args: list[str] = []

@@ -127,3 +127,19 @@ def test_act_quantizer_validation() -> None:
         ActQuantizer(4, 2, "tanh")
     with pytest.raises(ValueError, match="a_bits"):
         ActQuantizer(4, 0)
+
+
+@pytest.mark.parametrize("levels", [1, 3, 15, 16, 17, 255])
+def test_count_below_both_algorithms(levels: int) -> None:
+    """Loop (<= 16 thresholds) and binary search (> 16) against a broadcast comparison,
+    with repeated thresholds and values equal to thresholds."""
+    from train.quant import count_below
+
+    g = torch.Generator().manual_seed(levels)
+    t = torch.sort(torch.randint(-20, 20, (5, levels), generator=g).double(), dim=1).values
+    for x in (torch.randint(-25, 25, (4, 5, 3, 3), generator=g).double(),
+              torch.randint(-25, 25, (4, 5), generator=g).double()):
+        tb = t.view((1, 5) + (1,) * (x.dim() - 2) + (levels,))
+        for strict in (True, False):
+            ref = ((x.unsqueeze(-1) > tb) if strict else (x.unsqueeze(-1) >= tb)).sum(-1)
+            assert torch.equal(count_below(x, t, strict), ref.double())

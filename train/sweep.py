@@ -47,6 +47,14 @@ def rows() -> list[tuple[str, list[str]]]:
     return out
 
 
+def extra_rows(dataset: str) -> list[tuple[str, list[str]]]:
+    """Rows run by ``--extra`` (longer fine-tuning), added to an existing table."""
+    ep = "15" if dataset == "mnist5k" else "20"
+    return [(f"threshold, {ep} epochs", ["--w-bits", "3", "--a-bits", "3", "--epochs", ep]),
+            (f"threshold + gradual, {ep} epochs", ["--w-bits", "3", "--a-bits", "3",
+                                                   "--gradual", "--epochs", ep])]
+
+
 def _save_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -59,8 +67,8 @@ def _cmd(args: list[str]) -> str:
     return "python -m train " + " ".join(shlex.quote(a) for a in args)
 
 
-def sweep(dataset: str, runs: Path, seed: int, only: int | None, reuse: bool = False
-          ) -> None:
+def sweep(dataset: str, runs: Path, seed: int, only: int | None, reuse: bool = False,
+          extra_only: bool = False) -> None:
     model = MODEL[dataset]
     fp_ep, q_ep = EPOCHS[dataset]
     jpath = DOCS / "data" / f"train_{dataset}.json"
@@ -81,11 +89,18 @@ def sweep(dataset: str, runs: Path, seed: int, only: int | None, reuse: bool = F
                        seconds_per_epoch=rep["seconds_per_epoch"].get("fp32"),
                        test_images=rep["test_images"])
     _save_json(jpath, res)
-    for i, (label, extra) in enumerate(rows()):
+    todo = list(enumerate(rows()))
+    if extra_only:
+        if jpath.is_file():
+            res["rows"] = [r for r in json.loads(jpath.read_text()).get("rows", [])
+                           if r["label"] not in {lab for lab, _ in extra_rows(dataset)}]
+        todo = [(100 + i, row) for i, row in enumerate(extra_rows(dataset))]
+    for i, (label, extra) in todo:
         if only is not None and i >= only:
             break
         lr = [] if "--lr" in extra else ["--lr", FT_LR[dataset]]
-        args = base + extra + ["--epochs", str(q_ep)] + lr + [
+        ep = [] if "--epochs" in extra else ["--epochs", str(q_ep)]
+        args = base + extra + ep + lr + [
             "--init", str(fp_dir / "fp32.pt"), "--out", str(runs / dataset / f"r{i}")]
         t0 = time.perf_counter()
         row: dict[str, Any] = dict(label=label, command=_cmd(args))
@@ -156,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/sweep", help="where the runs go (git-ignored)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", type=int, default=None, help="only the first N rows (smoke)")
+    p.add_argument("--extra", action="store_true",
+                   help="only run extra_rows() and add them to the existing table")
     p.add_argument("--reuse-fp32", action="store_true",
                    help="reuse an FP32 run made by the same command (deterministic)")
     a = p.parse_args(argv)
     for ds in a.datasets:
-        sweep(ds, Path(a.runs), a.seed, a.rows, a.reuse_fp32)
+        sweep(ds, Path(a.runs), a.seed, a.rows, a.reuse_fp32, a.extra)
     write_markdown()
     return 0
 

@@ -262,12 +262,13 @@ def test_engine_random(conf: tuple) -> None:
     sim, pe, simd, bs = conf
     cfg = EngineConfig(pe, simd, bs)
     models = [random_model(s) for s in RANDOM_SEEDS]
+    tag = f"random_pe{pe}_simd{simd}_bs{bs}"
+    top, root, params, widths, plans = build_for(models, cfg, tag)
     dirs = []
-    for m in models:
-        d = ROOT / "sim_build" / "engine_gen" / "models" / m.name
+    for m in models:  # one directory per build: parallel workers never share one
+        d = root.parent / "models" / m.name
         save_model(m, d)
         dirs.append(d)
-    top, root, params, widths, plans = build_for(models, cfg, f"random_pe{pe}_simd{simd}_bs{bs}")
     for m, d, pl in zip(models, dirs, plans):
         images = random_images(m, RANDOM_IMAGES, seed=100 + len(m.name))
         res = run_engine(d, pl, images, top, root, params, widths, sim, "engine_stream",

@@ -8,7 +8,7 @@ WAVES      ?= 0
 SEED       ?=
 N          ?=
 JOBS       ?= 2
-APT_PKGS   := iverilog liblz4-dev zlib1g-dev g++ make perl
+APT_PKGS   := iverilog liblz4-dev zlib1g-dev ccache g++ make perl
 PY         := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export WAVES SEED SIM
@@ -32,6 +32,7 @@ setup: deps venv
 deps:
 	@missing=""; \
 	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	command -v ccache >/dev/null 2>&1 || missing="$$missing ccache"; \
 	for p in liblz4-dev zlib1g-dev; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	for t in g++ make perl; do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
@@ -97,7 +98,7 @@ bench: setup
 
 # Synthesis sweeps (slow, not part of `make test`; its smoke test is): one Yosys at a time.
 synth: setup
-	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.run
+	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.run $(if $(ENGINE),--engine)
 
 # One threshold_quant cocotb test (backpressure_burst) with FST waves on $(SIM); prints the file.
 # WAVES_THR picks the parameter set (a -k expression); docs/waves.md says what to look at.

@@ -73,6 +73,9 @@ def sweep(dataset: str, runs: Path, seed: int, only: int | None, reuse: bool = F
     fp_ep, q_ep = EPOCHS[dataset]
     jpath = DOCS / "data" / f"train_{dataset}.json"
     res: dict[str, Any] = {"dataset": dataset, "model": model, "rows": []}
+    if extra_only and jpath.is_file():  # keep the table's rows, minus the extra ones
+        res["rows"] = [r for r in json.loads(jpath.read_text()).get("rows", [])
+                       if r["label"] not in {lab for lab, _ in extra_rows(dataset)}]
     base = ["--model", model, "--dataset", dataset, "--seed", str(seed), "--no-progress",
             "--no-resume"]
     fp_dir = runs / dataset / "fp32"
@@ -91,9 +94,6 @@ def sweep(dataset: str, runs: Path, seed: int, only: int | None, reuse: bool = F
     _save_json(jpath, res)
     todo = list(enumerate(rows()))
     if extra_only:
-        if jpath.is_file():
-            res["rows"] = [r for r in json.loads(jpath.read_text()).get("rows", [])
-                           if r["label"] not in {lab for lab, _ in extra_rows(dataset)}]
         todo = [(100 + i, row) for i, row in enumerate(extra_rows(dataset))]
     for i, (label, extra) in todo:
         if only is not None and i >= only:
@@ -115,6 +115,26 @@ def sweep(dataset: str, runs: Path, seed: int, only: int | None, reuse: bool = F
         res["rows"].append(row)
         _save_json(jpath, res)
         write_markdown()
+
+
+def claim_check(r: dict[str, Any]) -> list[str]:
+    """The seed's claim on this table: 3/3 threshold within one point of FP32."""
+    fp = r.get("fp32", {}).get("acc")
+    ok = [row for row in r["rows"] if "error" not in row and row.get("w") == 3
+          and row.get("a") == 3 and row["label"].startswith("threshold")]
+    if fp is None or not ok:
+        return ["Claim check (3/3 threshold within one point of FP32): no data."]
+    plain = [row for row in ok if row["label"] == "threshold"]
+    best = max(ok, key=lambda row: row["acc"])
+    out = ["Claim check (3/3 threshold within one point of FP32):"]
+    if plain:
+        d = plain[0]["acc"] - fp
+        out.append(f"plain threshold {plain[0]['acc']:.2f}% ({d:+.2f}): "
+                   f"{'holds' if d >= -1 else 'FAILS'};")
+    d = best["acc"] - fp
+    out.append(f"best 3/3 threshold variant \"{best['label']}\" {best['acc']:.2f}% ({d:+.2f}): "
+               f"{'holds' if d >= -1 else 'FAILS'} (single seed).")
+    return [" ".join(out)]
 
 
 def write_markdown() -> None:
@@ -143,6 +163,7 @@ def write_markdown() -> None:
         lines += [f"## {r['dataset']} (model `{r['model']}`)", "",
                   f"FP32: **{fp.get('acc', float('nan')):.2f}%** ({fp.get('test_images')} test "
                   f"images) — `{fp.get('command')}`", "",
+                  *claim_check(r), "",
                   "| (w,a) | activation / method | int acc % | vs FP32 | BOPs | s/epoch | "
                   "command |", "|---|---|---|---|---|---|---|"]
         for row in r["rows"]:

@@ -102,28 +102,23 @@ module log2_act #(
     end
   end
 
-  // Output register: a pipeline stage that holds its beat under back-pressure.
-  logic                   valid_q;
-  logic [Lanes*ABits-1:0] data_q;
-  logic [UserWidth-1:0]   user_q;
+  // Output register (stream_reg): one pipeline stage that holds its beat under back-pressure;
+  // the payload is {user, result}.
+  logic [UserWidth+Lanes*ABits-1:0] out_payload;
 
-  assign in_ready_o  = ~valid_q | out_ready_i;
-  assign out_valid_o = valid_q;
-  assign out_data_o  = data_q;
-  assign out_user_o  = user_q;
+  stream_reg #(
+    .DataWidth(UserWidth + Lanes*ABits)
+  ) u_out_reg (
+    .clk_i,
+    .rst_ni,
+    .in_valid_i,
+    .in_ready_o,
+    .in_data_i  ({in_user_i, code_d}),
+    .out_valid_o,
+    .out_ready_i,
+    .out_data_o (out_payload)
+  );
 
-  always_ff @(posedge clk_i or negedge rst_ni) begin
-    if (!rst_ni) begin
-      valid_q <= 1'b0;
-      data_q  <= '0;
-      user_q  <= '0;
-    end else if (in_ready_o) begin
-      valid_q <= in_valid_i;
-      if (in_valid_i) begin
-        data_q <= code_d;
-        user_q <= in_user_i;
-      end
-    end
-  end
+  assign {out_user_o, out_data_o} = out_payload;
 
 endmodule

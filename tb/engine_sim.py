@@ -25,8 +25,8 @@ from hwgen.engine_image import (EngineConfig, EnginePlan, plan, summary, union_p
                                 wrapper_sv, write_image)
 from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
 
-BLOCKS = ["mac_array.sv", "threshold_quant.sv", "log2_act.sv", "shift_quant.sv",
-          "residual_add.sv", "nuq_engine.sv"]
+BLOCKS = ["mac_array.sv", "threshold_quant.sv", "stream_reg.sv", "log2_act.sv",
+          "shift_quant.sv", "residual_add.sv", "nuq_engine.sv"]
 DIGITS_MODEL = ROOT / "models" / "digits"
 
 

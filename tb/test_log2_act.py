@@ -137,20 +137,23 @@ SWEEP = [
 ]
 
 
+# RTL sources of the block (its output register is rtl/stream_reg.sv).
+SRCS = ["stream_reg.sv", "log2_act.sv"]
+
 # Verilator runs the sets with these indices (its builds are the expensive part).
 VERILATOR_SETS = [0, 4]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))
 def test_log2_act(sim: str, params: dict) -> None:
-    run_cocotb("log2_act", ["log2_act.sv"], "tb.test_log2_act", sim, params)
+    run_cocotb("log2_act", SRCS, "tb.test_log2_act", sim, params)
 
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_log2_act_bad_params(sim: str) -> None:
     """Impossible parameters stop elaboration (Verilator) or the time-0 start (Icarus) with a
     message naming the parameter."""
-    assert_elab_fails("log2_act", ["log2_act.sv"], dict(ABits=17), sim,
+    assert_elab_fails("log2_act", SRCS, dict(ABits=17), sim,
                       "ABits=17 must lie in 1..16")
-    assert_elab_fails("log2_act", ["log2_act.sv"], dict(AccWidth=63), sim,
+    assert_elab_fails("log2_act", SRCS, dict(AccWidth=63), sim,
                       "AccWidth=63 must lie in 2..62")

@@ -158,20 +158,23 @@ SWEEP = [
 ]
 
 
+# RTL sources of the block (its output register is rtl/stream_reg.sv).
+SRCS = ["stream_reg.sv", "residual_add.sv"]
+
 # Verilator runs the sets with these indices (its builds are the expensive part).
 VERILATOR_SETS = [1, 4]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))
 def test_residual_add(sim: str, params: dict) -> None:
-    run_cocotb("residual_add", ["residual_add.sv"], "tb.test_residual_add", sim, params)
+    run_cocotb("residual_add", SRCS, "tb.test_residual_add", sim, params)
 
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_residual_add_bad_params(sim: str) -> None:
     """Impossible parameters stop elaboration (Verilator) or the time-0 start (Icarus) with a
     message naming the parameter."""
-    assert_elab_fails("residual_add", ["residual_add.sv"], dict(OutWidth=63), sim,
+    assert_elab_fails("residual_add", SRCS, dict(OutWidth=63), sim,
                       "OutWidth=63 must lie in 2..62")
-    assert_elab_fails("residual_add", ["residual_add.sv"], dict(MWidth=1), sim,
+    assert_elab_fails("residual_add", SRCS, dict(MWidth=1), sim,
                       "MWidth=1 must lie in 2..62")

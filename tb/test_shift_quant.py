@@ -109,19 +109,22 @@ SWEEP = [
 ]
 
 
+# RTL sources of the block (its output register is rtl/stream_reg.sv).
+SRCS = ["stream_reg.sv", "shift_quant.sv"]
+
 # Verilator runs the sets with these indices (its builds are the expensive part).
 VERILATOR_SETS = [0, 5]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))
 def test_shift_quant(sim: str, params: dict) -> None:
-    run_cocotb("shift_quant", ["shift_quant.sv"], "tb.test_shift_quant", sim, params)
+    run_cocotb("shift_quant", SRCS, "tb.test_shift_quant", sim, params)
 
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_shift_quant_bad_params(sim: str) -> None:
     """Impossible parameters stop elaboration (Verilator) or the time-0 start (Icarus) with a
     message that names the parameter."""
-    assert_elab_fails("shift_quant", ["shift_quant.sv"], dict(AccWidth=8, ABits=8), sim,
+    assert_elab_fails("shift_quant", SRCS, dict(AccWidth=8, ABits=8), sim,
                       "ABits=8 must lie in 1..16 and below AccWidth=8")
-    assert_elab_fails("shift_quant", ["shift_quant.sv"], dict(UserWidth=0), sim, "UserWidth=0")
+    assert_elab_fails("shift_quant", SRCS, dict(UserWidth=0), sim, "UserWidth=0")

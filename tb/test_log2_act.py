@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
 from golden import ops
 from tb.common.elab import assert_elab_fails
-from tb.common.harness import StreamEnv, tb_params, tb_rng
+from tb.common.harness import StreamEnv, run_reset_mid_stream, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
-from tb.common.stream import pack
+from tb.common.stream import pack, signed_range
 from tb.common.sweep import sweep_cases
 
 N_RANDOM = 3000
@@ -68,7 +67,7 @@ async def random_stream(dut):
     env.dut.offset_i.value = 0
     await env.start()
     w, lanes = p["AccWidth"], p["Lanes"]
-    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    lo, hi = signed_range(w)
     for phase in range(PHASES):
         offset = 0 if phase == 0 else env.rng.randint(0, max_offset(p))
         await _set_offset(env, offset)
@@ -89,7 +88,7 @@ async def directed_edges(dut):
     env.dut.offset_i.value = 0
     await env.start()
     w, a, lanes = p["AccWidth"], p["ABits"], p["Lanes"]
-    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    lo, hi = signed_range(w)
     for offset in sorted({0, 1, w // 2, w - 1, max_offset(p)}):
         await _set_offset(env, offset)
         vals = {0, -1, 1, lo, hi, lo + 1, hi - 1}
@@ -115,16 +114,9 @@ async def reset_mid_stream(dut):
     env, p = _env(dut, "reset", 0.2, 0.5)
     env.dut.offset_i.value = 1
     await env.start()
-    w, lanes = p["AccWidth"], p["Lanes"]
-    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-    for _ in range(50):
-        _expect(env, p, [env.rng.randint(lo, hi) for _ in range(lanes)], 1)
-    for _ in range(20):
-        await RisingEdge(dut.clk_i)
-    await env.reset()
-    for _ in range(300):
-        _expect(env, p, [env.rng.randint(lo, hi) for _ in range(lanes)], 1, "after reset")
-    await env.drain()
+    lo, hi = signed_range(p["AccWidth"])
+    await run_reset_mid_stream(env, lambda what: _expect(
+        env, p, [env.rng.randint(lo, hi) for _ in range(p["Lanes"])], 1, what))
 
 
 # (AccWidth, ABits, Lanes, UserWidth). AccWidth 2 is the narrowest accumulator; 13 is

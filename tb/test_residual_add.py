@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
 from golden import ops
 from tb.common.elab import assert_elab_fails
-from tb.common.harness import StreamEnv, tb_params, tb_rng
+from tb.common.harness import StreamEnv, run_reset_mid_stream, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
-from tb.common.stream import pack
+from tb.common.stream import pack, signed_range
 from tb.common.sweep import sweep_cases
 
 N_RANDOM = 3000
@@ -33,10 +32,6 @@ def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
                     {"m": dut.in_m_i, "r": dut.in_r_i, "u": dut.in_user_i},
                     {"s": dut.out_data_o, "u": dut.out_user_o}, rng, seed, bubble, bp)
     return env, p
-
-
-def _rng(bits: int) -> tuple[int, int]:
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
 def _expect(env: StreamEnv, p: dict, ms: list[int], rs: list[int], shifts: tuple[int, int],
@@ -62,7 +57,7 @@ async def _set_shifts(env: StreamEnv, shifts: tuple[int, int]) -> None:
 
 def _value(env: StreamEnv, bits: int) -> int:
     """Full range, an extreme, or a small value (where right shifts floor negatives)."""
-    lo, hi = _rng(bits)
+    lo, hi = signed_range(bits)
     r = env.rng.random()
     if r < 0.15:
         return env.rng.choice([lo, hi, lo + 1, hi - 1, 0, -1, 1])
@@ -97,9 +92,9 @@ async def directed_edges(dut):
     _drive_shifts(env, (0, 0))
     await env.start()
     lanes = p["Lanes"]
-    mlo, mhi = _rng(p["MWidth"])
-    rlo, rhi = _rng(p["RWidth"])
-    olo, ohi = _rng(p["OutWidth"])
+    mlo, mhi = signed_range(p["MWidth"])
+    rlo, rhi = signed_range(p["RWidth"])
+    olo, ohi = signed_range(p["OutWidth"])
     for shifts in [(0, 0), (SHIFT_MAX, SHIFT_MAX), (SHIFT_MIN, SHIFT_MIN), (SHIFT_MAX, 0),
                    (0, SHIFT_MIN), (SHIFT_MIN, SHIFT_MAX), (1, -1), (-1, 1)]:
         await _set_shifts(env, shifts)
@@ -134,18 +129,11 @@ async def reset_mid_stream(dut):
     await env.start()
     lanes = p["Lanes"]
 
-    def beat(what: str = "") -> None:
+    def beat(what: str) -> None:
         _expect(env, p, [_value(env, p["MWidth"]) for _ in range(lanes)],
                 [_value(env, p["RWidth"]) for _ in range(lanes)], shifts, what)
 
-    for _ in range(50):
-        beat()
-    for _ in range(20):
-        await RisingEdge(dut.clk_i)
-    await env.reset()
-    for _ in range(300):
-        beat("after reset")
-    await env.drain()
+    await run_reset_mid_stream(env, beat)
 
 
 # (MWidth, RWidth, OutWidth, Lanes, UserWidth): the narrowest operands; a result narrower than

@@ -13,9 +13,9 @@ import cocotb
 
 from golden import ops
 from tb.common.elab import assert_elab_fails
-from tb.common.harness import StreamEnv, tb_params, tb_rng
+from tb.common.harness import StreamEnv, run_reset_mid_stream, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
-from tb.common.stream import pack
+from tb.common.stream import pack, signed_range
 from tb.common.sweep import sweep_cases
 
 N_RANDOM = 3000
@@ -48,7 +48,7 @@ async def random_stream(dut):
     env.dut.shift_i.value = 0
     await env.start()
     w, lanes = p["AccWidth"], p["Lanes"]
-    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    lo, hi = signed_range(w)
     for phase in range(6):
         shift = env.rng.randrange(0, w)
         await _set_shift(env, shift)
@@ -70,7 +70,7 @@ async def directed_edges(dut):
     env.dut.shift_i.value = 0
     await env.start()
     w, a, lanes = p["AccWidth"], p["ABits"], p["Lanes"]
-    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    lo, hi = signed_range(w)
     for shift in sorted({0, 1, w // 2, w - a - 1 if w - a - 1 >= 0 else 0, w - 1}):
         await _set_shift(env, shift)
         top = ((1 << a) - 1) << shift
@@ -90,16 +90,9 @@ async def reset_mid_stream(dut):
     env, p = _env(dut, "reset", 0.2, 0.5)
     env.dut.shift_i.value = 2
     await env.start()
-    w, lanes = p["AccWidth"], p["Lanes"]
-    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-    for _ in range(50):
-        _expect(env, p, [env.rng.randint(lo, hi) for _ in range(lanes)], 2)
-    for _ in range(20):
-        await cocotb.triggers.RisingEdge(dut.clk_i)
-    await env.reset()
-    for _ in range(300):
-        _expect(env, p, [env.rng.randint(lo, hi) for _ in range(lanes)], 2, "after reset")
-    await env.drain()
+    lo, hi = signed_range(p["AccWidth"])
+    await run_reset_mid_stream(env, lambda what: _expect(
+        env, p, [env.rng.randint(lo, hi) for _ in range(p["Lanes"])], 2, what))
 
 
 SWEEP = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import cocotb
 from cocotb.clock import Clock
@@ -84,3 +84,19 @@ class StreamEnv:
     def send(self, beat: Mapping[str, int], expected: Mapping[str, int], what: str = "") -> None:
         self.driver.append(beat)
         self.sb.expect(expected, what)
+
+
+async def run_reset_mid_stream(env: StreamEnv, send: Callable[[str], None], before: int = 50,
+                               idle: int = 20, after: int = 300) -> None:
+    """The common reset test of a started ``env``: queue ``before`` beats with ``send(what)``,
+    let them flow for ``idle`` cycles (some are still queued or inside the block), reset, then
+    queue ``after`` beats with ``send("after reset")`` and drain. Beats from before the reset
+    may be lost (by design); every beat after it must come out, in order (the scoreboard)."""
+    for _ in range(before):
+        send("")
+    for _ in range(idle):
+        await RisingEdge(env.clk)
+    await env.reset()
+    for _ in range(after):
+        send("after reset")
+    await env.drain()

@@ -39,6 +39,13 @@ def unpack(word: int, lanes: int, width: int, signed: bool = False) -> list[int]
     return out
 
 
+def signed_range(bits: int) -> tuple[int, int]:
+    """``(lo, hi)`` of a ``bits``-bit two's complement value: ``-2^(bits-1), 2^(bits-1) - 1``."""
+    if bits < 1:
+        raise ValueError(f"bits: expected >= 1, got {bits!r}")
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
 def is_high(handle: Any) -> bool:
     """True only when a 1-bit signal is a resolved 1 (X/Z, e.g. before reset, count as 0)."""
     return str(handle.value) == "1"

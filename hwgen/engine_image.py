@@ -25,7 +25,6 @@ stored accumulator reaches). :func:`plan` refuses with :class:`EngineLimitError`
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence

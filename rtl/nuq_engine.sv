@@ -539,9 +539,11 @@ module nuq_engine #(
     end
     for (int l = 0; l < Pe; l++) begin
       // codes of a layer with fewer than ActBits bits saturate at its own code_max
-      wr_data[l*AccWidth +: AccWidth] =
-          (32'(q_codes[l*ActBits +: ActBits]) > d_code_max) ? AccWidth'(d_code_max)
-                                                              : AccWidth'(q_codes[l*ActBits +: ActBits]);
+      if (32'(q_codes[l*ActBits +: ActBits]) > d_code_max) begin
+        wr_data[l*AccWidth +: AccWidth] = AccWidth'(d_code_max);
+      end else begin
+        wr_data[l*AccWidth +: AccWidth] = AccWidth'(q_codes[l*ActBits +: ActBits]);
+      end
     end
     if (mac_out_valid && d_act == ActNone) begin
       wr_valid = 1'b1;

@@ -6,7 +6,7 @@ the ideal cycles (sum over MAC layers of ceil(MACs / (Pe*Simd))), per-layer util
 simulation speed. Writes ``docs/data/engine_cycles.csv`` and the section "Engine cycles" of
 ``docs/benchmarks.md`` (only that section; other sections are left as they are).
 
-    python -m tb.engine_bench [--model DIR] [-n 40] [--configs 4x4 8x8 8x16 16x16] [--icarus-configs 8x8]
+    python -m tb.engine_bench [--model DIR] [-n 40] [--configs 4x4 8x8 ...] [--icarus-configs 8x8]
 """
 from __future__ import annotations
 

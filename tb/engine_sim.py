@@ -176,8 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if p["ideal"]:
             print(f"  layer {p['name']:<24} cycles {p['cycles']:>8.1f}  ideal {p['ideal']:>7}  "
                   f"utilization {p['ideal'] / p['cycles']:.3f}")
-    print(f"simulation speed     {n / res['sim_s']:.2f} images/s on {args.sim} ({res['sim_s']:.1f} s "
-          f"simulating; {wall:.1f} s wall incl. build and start-up)")
+    print(f"simulation speed     {n / res['sim_s']:.2f} images/s on {args.sim} "
+          f"({res['sim_s']:.1f} s simulating; {wall:.1f} s wall incl. build and start-up)")
     if waves_enabled():
         print(f"waves                {sim_build_dir(top, args.sim, {}) / (top + '.fst')}")
     if args.json:

@@ -30,7 +30,7 @@ from golden.model import run as run_golden
 from golden.random_model import random_images, random_model
 from hwgen.engine_image import EngineConfig
 from tb.common.harness import StreamEnv, tb_rng
-from tb.common.runner import ROOT, SIMS
+from tb.common.runner import ROOT
 from tb.common.stream import pack
 
 PERIOD_NS = 10

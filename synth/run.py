@@ -2,7 +2,7 @@
 few on iCE40 for Fmax, and write docs/data/synth.csv, docs/img/synth_*.png and
 docs/synthesis.md.
 
-    python -m synth.run [--only BLOCK ...] [--force] [--no-fmax]
+    python -m synth.run [--only BLOCK ...] [--force] [--no-fmax] [--engine]
 
 A point that fails to synthesize stops the run with Yosys's message and the point's name
 (exit status 1); nothing is skipped silently. Results are cached in build/synth/cache/.
@@ -266,11 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="ignore the cache")
     ap.add_argument("--no-fmax", action="store_true", help="skip nextpnr")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/")
+    ap.add_argument("--engine", action="store_true",
+                    help="also synthesize the whole-network engine (slow; Xilinx only)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     only = set(args.only) if args.only else None
     pts = points(only)
-    if only is None or "nuq_engine" in only:
+    if args.engine:
         pts += engine_points()
     have = {p.stem for p in (ROOT / "rtl").glob("*.sv")}
     missing = [b for b in EXPECTED if b not in have]

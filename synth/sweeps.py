@@ -9,6 +9,7 @@ array over W, A, Pe, Simd on Xilinx with and without DSP48 inference and on iCE4
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,20 @@ def mac_bops(pe: int, simd: int, w_bits: int, a_bits: int) -> float:
     return ops.bops_per_pixel(pe, simd, 1, a_bits, w_bits)
 
 
+def rtl_files(block: str) -> tuple[str, ...]:
+    """``rtl/<block>.sv`` and, recursively, the rtl/ files of the modules it instantiates (a
+    module is found by its file name, one module per file)."""
+    stems = {f.stem for f in (ROOT / "rtl").glob("*.sv")}
+    seen, todo = [block], [block]
+    while todo:
+        text = (ROOT / "rtl" / f"{todo.pop()}.sv").read_text()
+        for st in sorted(stems - set(seen)):
+            if re.search(rf"^\s*{st}\b\s*(#|\w)", text, re.M):
+                seen.append(st)
+                todo.append(st)
+    return tuple(f"rtl/{st}.sv" for st in seen)
+
+
 def _quant_points(block: str, variant: str, archs: tuple[str, ...],
                   extra: dict[str, Any]) -> list[Point]:
     pts = []
@@ -86,7 +101,7 @@ def _quant_points(block: str, variant: str, archs: tuple[str, ...],
         params.update({k: (v(acc, a) if callable(v) else v) for k, v in extra.items()})
         params.update({"Lanes": 1, "UserWidth": 1})
         for arch in archs:
-            pts.append(Point(block, variant, block, (f"rtl/{block}.sv",), tuple(params.items()),
+            pts.append(Point(block, variant, block, rtl_files(block), tuple(params.items()),
                              arch, (("A", a), ("AccWidth", acc), ("Channels",
                                                                   params.get("Channels", 1)))))
     return pts
@@ -114,14 +129,14 @@ def points(blocks: set[str] | None = None) -> list[Point]:
                           "InitFile": _thr_file(ACC_MAIN, A_AT_ACC, ch)}
                 for arch in QUANT_ARCHS:
                     pts.append(Point("threshold_quant", var, "threshold_quant",
-                                     ("rtl/threshold_quant.sv",), tuple(params.items()), arch,
+                                     rtl_files("threshold_quant"), tuple(params.items()), arch,
                                      (("A", A_AT_ACC), ("AccWidth", ACC_MAIN),
                                       ("Channels", ch))))
     if want("residual_add"):
         for w in RES_WIDTHS:
             params = {"MWidth": w, "RWidth": w, "OutWidth": w, "Lanes": 1, "UserWidth": 1}
             for arch in QUANT_ARCHS:
-                pts.append(Point("residual_add", "-", "residual_add", ("rtl/residual_add.sv",),
+                pts.append(Point("residual_add", "-", "residual_add", rtl_files("residual_add"),
                                  tuple(params.items()), arch, (("AccWidth", w),)))
     if want("mac_array"):
         for pe, simd, w, a in MAC_POINTS:
@@ -129,7 +144,7 @@ def points(blocks: set[str] | None = None) -> list[Point]:
                       "AccWidth": mac_acc_width(simd, w, a), "BiasWidth": MAC_BIAS_WIDTH,
                       "MaxBeats": MAC_MAX_BEATS, "UserWidth": 1}
             for arch in MAC_ARCHS:
-                pts.append(Point("mac_array", "-", "mac_array", ("rtl/mac_array.sv",),
+                pts.append(Point("mac_array", "-", "mac_array", rtl_files("mac_array"),
                                  tuple(params.items()), arch,
                                  (("A", a), ("W", w), ("Pe", pe), ("Simd", simd),
                                   ("bops", mac_bops(pe, simd, w, a)))))

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from synth.flow import ROOT, BUILD, Point, SynthError, parse_stat, summarize, synthesize
+from synth.flow import BUILD, ROOT, Point, SynthError, parse_stat, summarize, synthesize
+from synth.sweeps import rtl_files
 from synth.report import cheap_limit, linear_fit
 
 
@@ -53,7 +54,7 @@ def test_cheap_limit():
 
 
 def test_one_block_synthesizes_and_parses():
-    p = Point("shift_quant", "smoke", "shift_quant", ("rtl/shift_quant.sv",),
+    p = Point("shift_quant", "smoke", "shift_quant", rtl_files("shift_quant"),
               (("AccWidth", 8), ("ABits", 2)), "ice40")
     r = synthesize(p, force=True)
     assert r["lut"] > 0 and r["ff"] >= 3  # valid bit + a 2-bit code register at least

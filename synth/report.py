@@ -57,9 +57,12 @@ def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, fl
 def cost(r: dict[str, Any]) -> int:
     """LUT sites a result occupies: Xilinx LUTs for logic plus LUTs used as distributed RAM;
     iCE40 logic cells after packing (a carry or flip-flop without its own LUT still takes a
-    cell), or LUT4s where the block has too many ports to pack."""
-    if r["arch"] == "ice40":
+    cell), or LUT4s where the block has too many ports to pack; ECP5 LUT4 sites (LUT4, two per
+    CCU2C carry cell, distributed RAM)."""
+    if r["arch"] in ("ice40", "up5k"):
         return r["lc"] if r.get("lc") is not None else r["lut"]
+    if r["arch"] == "ecp5":  # a CCU2C occupies two LUT4 sites
+        return r["lut"] + 2 * r["carry"] + r["lutram"]
     return r["lut"] + r["lutram"]
 
 

@@ -182,6 +182,79 @@ def default_folding(model: IntModel, pe: int = 4, simd: int = 4) -> dict[str, tu
     return fold
 
 
+# --------------------------------------------------------------------------------------------
+# mvau parameters and ROM images
+# --------------------------------------------------------------------------------------------
+
+
+def _hexw(v: int, bits: int) -> str:
+    return format(int(v) & ((1 << bits) - 1), f"0{-(-bits // 4)}x")
+
+
+def _pack(values, bits: int) -> int:
+    out = 0
+    for i, v in enumerate(values):
+        out |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return out
+
+
+def mac_bound_width(chunks: int, simd: int, a_bits: int, w_bits: int, bias_width: int) -> int:
+    """rtl/mac_array.sv's accumulator bound: signed width of
+    ``chunks*simd*(2^A-1)*(2^(W-1)-1) + 2^(BiasWidth-1)``."""
+    return ops.signed_width(chunks * simd * ((1 << a_bits) - 1) * ((1 << (w_bits - 1)) - 1)
+                            + (1 << (bias_width - 1)))
+
+
+def mvau_params(wmat: np.ndarray, bias: np.ndarray | None, a_bits: int, w_bits: int,
+                acc_bits: int, pe: int, simd: int, act: str = "none", act_bits: int = 0,
+                act_param: int = 0, in_mode: int = 0, binary_search: int = 0
+                ) -> dict[str, int]:
+    """The integer parameters of an ``mvau`` instance computing ``bias + wmat @ x`` (``wmat``
+    (Cout, N)) at folding (pe, simd), with activation ``act`` (``none`` / ``threshold`` /
+    ``log2`` / ``shift``). AccWidth covers mac_array's bound, the export's ``acc_bits`` + 1
+    (shift/offset ports) and the activation's code width + 2."""
+    cout, n = wmat.shape
+    bias_bound = int(np.abs(bias).max(initial=0)) if bias is not None else 0
+    bias_width = max(2, ops.signed_width(bias_bound))
+    chunks = -(-n // simd)
+    acc_width = max(mac_bound_width(chunks, simd, a_bits, w_bits, bias_width), acc_bits + 1,
+                    act_bits + 2)
+    if acc_width > MAX_ACC:
+        raise DataflowError(f"accumulator would need {acc_width} bits (limit {MAX_ACC})")
+    return dict(Pe=pe, Simd=simd, N=n, Cout=cout, ABits=a_bits, WBits=w_bits,
+                AccWidth=acc_width, BiasWidth=bias_width, Act=ACT_CODE[act],
+                ActBits=max(act_bits, 1), ActParam=act_param, AccBits=acc_bits,
+                BinarySearch=binary_search, InMode=in_mode)
+
+
+def write_mvau_images(out_dir: str | Path, prefix: str, wmat: np.ndarray,
+                      bias: np.ndarray | None, params: Mapping[str, int],
+                      thresholds: np.ndarray | None = None) -> dict[str, str]:
+    """Write ``<prefix>_wgt.memh``, ``<prefix>_bias.memh`` (and ``<prefix>_thr.memh`` when
+    ``thresholds`` (Cout, 2^A-1) is given) in the layout of rtl/mvau.sv's header; return the
+    file parameters (``WgtFile``, ``BiasFile``, ``ThrFile``) as absolute paths."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pe, simd, wb, bw = params["Pe"], params["Simd"], params["WBits"], params["BiasWidth"]
+    cout, n = wmat.shape
+    groups, chunks = -(-cout // pe), -(-n // simd)
+    wpad = np.zeros((groups * pe, chunks * simd), dtype=np.int64)
+    wpad[:cout, :n] = wmat
+    words = [_pack(wpad[g * pe:(g + 1) * pe, j * simd:(j + 1) * simd].reshape(-1), wb)
+             for g in range(groups) for j in range(chunks)]
+    b = np.zeros(groups * pe, dtype=np.int64)
+    if bias is not None:
+        b[:cout] = bias
+    files = {"WgtFile": out / f"{prefix}_wgt.memh", "BiasFile": out / f"{prefix}_bias.memh"}
+    files["WgtFile"].write_text("".join(_hexw(w, pe * simd * wb) + "\n" for w in words))
+    files["BiasFile"].write_text("".join(
+        _hexw(_pack(b[g * pe:(g + 1) * pe], bw), pe * bw) + "\n" for g in range(groups)))
+    if thresholds is not None:
+        files["ThrFile"] = write_threshold_image(out / f"{prefix}_thr.memh", thresholds,
+                                                 params["ActBits"], params["AccWidth"])
+    return {k: str(v) for k, v in files.items()}
+
+
 def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: str | Path,
              tag: str) -> Path:
     """Write the ROM images and ``dataflow_<tag>.sv`` into ``out_dir``; return the top's path.

@@ -57,7 +57,7 @@ $(VENV)/.installed: requirements.txt
 
 # ---- tests ----------------------------------------------------------------------------------
 test: setup lint
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra --durations=15 golden tb train synth
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra --durations=15 golden tb train synth hwgen
 
 test-golden: setup
 	$(PY) -m pytest -q golden

@@ -5,6 +5,9 @@ Example (the shipped model, ``make train``)::
     python -m train --model digits --w-bits 4 --a-bits 4 --seed 0 --out runs/digits \\
         --export models/digits
 
+Distributed: ``torchrun --nproc_per_node N -m train ...`` runs DistributedDataParallel over gloo
+(CPU); rank 0 writes the checkpoint, ``fp32.pt``, the report and the export.
+
 Outputs in ``--out``: ``checkpoint.pt`` (resumable, written atomically after every epoch),
 ``fp32.pt`` (the FP32 state, reusable with ``--init``), ``report.json``; the integer export goes
 to ``--export`` (default ``<out>/export``). Any bad input (unknown model or dataset, impossible
@@ -22,14 +25,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from golden.model import save_model
 
-from .data import DATASETS, load_dataset
+from .data import DATASETS, carve_validation, load_dataset
 from .models import MODELS, QNet, QuantConfig, build_model
 from .quant import ACT_KINDS
-from .trainer import TrainConfig, fit, load_checkpoint, set_determinism
+from .trainer import TrainConfig, barrier, fit, load_checkpoint, set_determinism, world
 
 DEFAULT_DATASET = {"digits": "digits", "mnist": "mnist5k", "vgg": "cifar10",
                    "resnet18": "cifar10"}
@@ -59,15 +63,25 @@ def parser() -> argparse.ArgumentParser:
                    help="weight noise injection: UNIQ (all) or NICE (a fraction)")
     q.add_argument("--noise-frac", type=float, default=0.5, help="NICE noised fraction")
     q.add_argument("--clamp", action="store_true", help="NICE learned activation clamping")
+    q.add_argument("--no-bn", dest="bn", action="store_false",
+                   help="no BatchNorm after the convs (default: BN, folded at export)")
+    q.add_argument("--no-input-norm", dest="input_norm", action="store_false",
+                   help="no input normalization (default: training mean/std, folded)")
     q.add_argument("--gradual", action="store_true", help="gradual quantization schedule")
     q.add_argument("--stage-epochs", type=int, default=1, help="epochs per gradual stage")
     o = p.add_argument_group("optimisation")
+    o.add_argument("--opt", default="adam", choices=("adam", "sgd"),
+                   help="Adam (decoupled weight decay) or SGD with momentum; cosine decay")
     o.add_argument("--fp-epochs", type=int, default=30)
-    o.add_argument("--fp-lr", type=float, default=0.05, help="FP32 pre-training lr")
+    o.add_argument("--fp-lr", type=float, default=3e-3, help="FP32 pre-training lr")
     o.add_argument("--epochs", type=int, default=10, help="quantized fine-tuning epochs")
-    o.add_argument("--lr", type=float, default=1e-3, help="fine-tuning lr (seed 003)")
-    o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--lr", type=float, default=1e-3, help="fine-tuning lr")
+    o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     o.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    o.add_argument("--aug-shift", type=int, default=2,
+                   help="random shifts of up to this many pixels (0 = no augmentation)")
+    o.add_argument("--val-every", type=int, default=10,
+                   help="every N-th training image is validation (0 = no validation split)")
     o.add_argument("--batch", type=int, default=64)
     o.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke)")
     o.add_argument("--init", default=None, help="start from this fp32.pt (skips FP32 stage)")
@@ -127,14 +141,16 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return eval_export(a.eval_export, dataset, a.data_dir)
     if a.act not in ACT_KINDS:
         raise ValueError(f"--act: {a.act!r} is not one of {', '.join(ACT_KINDS)}")
-    for name in ("fp_epochs", "epochs", "stage_epochs", "max_steps"):
+    for name in ("fp_epochs", "epochs", "stage_epochs", "max_steps", "aug_shift"):
         if getattr(a, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(a, name)}")
     if a.batch < 1 or a.lr <= 0 or a.fp_lr <= 0:
         raise ValueError("--batch, --lr and --fp-lr must be positive")
     qc = net_cfg(a)  # bad bit widths fail here, before any data is read
+    rank = init_distributed()
     set_determinism(a.seed)
-    data = load_dataset(dataset, a.data_dir)
+    data = carve_validation(load_dataset(dataset, a.data_dir), a.val_every)
+    qc = net_cfg(a, data)
     net = build_model(a.model, qc, data.classes, a.width)
     if tuple(net.input_shape) != tuple(data.x_train.shape[1:]):
         raise ValueError(f"--dataset: {dataset} images {data.x_train.shape[1:]} do not fit "
@@ -145,15 +161,17 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     net.input_bits = data.bits
     out = Path(a.out or f"runs/{a.model}")
     tc = TrainConfig(a.fp_epochs, a.fp_lr, a.epochs, a.lr, a.momentum, a.wd, a.batch, a.gradual,
-                     a.stage_epochs, 8, a.seed, a.max_steps, not a.no_progress)
+                     a.stage_epochs, 8, a.seed, a.max_steps, not a.no_progress, a.opt,
+                     a.aug_shift)
     if a.init:
         net.load_state_dict(load_checkpoint_state(a.init), strict=True)
         tc.fp_epochs = 0
     ck = out / "checkpoint.pt"
-    if a.no_resume and ck.exists():
+    if a.no_resume and ck.exists() and rank == 0:
         ck.unlink()
-    run_id = dict(model=a.model, dataset=dataset, width=a.width, quant=asdict(net_cfg(a)),
-                  init=a.init)
+    barrier()
+    run_id = dict(model=a.model, dataset=dataset, width=a.width, quant=asdict(qc),
+                  init=a.init, val_every=a.val_every, world=world()[1])
     res = fit(net, data, tc, ck, run_id, log=lambda s: print(s, flush=True),
               fp32_path=out / "fp32.pt")
     cmd = "python -m train " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -161,11 +179,18 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     meta = dict(command=cmd, seed=a.seed, dataset=dataset, model=a.model,
                 fp32_test_acc=round(res.fp32_acc, 2), int_test_acc=round(res.int_acc, 2),
-                test_images=int(len(data.x_test)), w_bits=a.w_bits, a_bits=a.a_bits, act=a.act,
-                noise=a.noise, clamp=a.clamp, gradual=a.gradual,
-                split="see train/data.py (digits/mnist5k: image i is test iff i % 5 == 0)")
+                fp32_val_acc=round(res.fp32_val_acc, 2), int_val_acc=round(res.val_acc, 2),
+                test_images=int(len(data.x_test)),
+                val_images=int(len(data.x_val)) if data.x_val is not None else 0,
+                w_bits=a.w_bits, a_bits=a.a_bits, act=a.act,
+                noise=a.noise, clamp=a.clamp, gradual=a.gradual, bn=a.bn,
+                processes=world()[1],
+                split="see train/data.py (digits/mnist5k: image i is test iff i % 5 == 0; "
+                      f"every {a.val_every}th remaining image is validation)")
+    if rank != 0:  # one writer
+        return dict(meta, rank=rank)
     buf = io.BytesIO()
-    torch.save(dict(model=a.model, quant=asdict(net_cfg(a)), classes=data.classes,
+    torch.save(dict(model=a.model, quant=asdict(qc), classes=data.classes,
                     width=a.width, state=net.state_dict()), buf)
     exp = Path(a.export or out / "export")
     model = to_int_model(net, meta=meta)
@@ -177,7 +202,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   layers=layers, total_bops=sum(r["bops"] for r in layers),
                   total_macs=sum(r["macs"] for r in layers), log=res.log)
     _write_json(out / "report.json", report)
-    print(f"\nFP32 test accuracy {res.fp32_acc:.2f}%  integer test accuracy {res.int_acc:.2f}% "
+    print(f"\nvalidation: FP32 {res.fp32_val_acc:.2f}%  integer {res.val_acc:.2f}%")
+    print(f"FP32 test accuracy {res.fp32_acc:.2f}%  integer test accuracy {res.int_acc:.2f}% "
           f"({len(data.x_test)} images, {dataset})")
     print(f"{'layer':<12}{'w':>3}{'a_in':>5}{'acc':>5}{'MACs':>12}{'BOPs':>16}")
     for r in layers:
@@ -199,10 +225,12 @@ Command (seed {meta['seed']}, deterministic on CPU):
 
     {meta['command']}
 
-Schedule: {tc.fp_epochs} FP32 epochs (SGD lr {tc.fp_lr}), then {tc.epochs} quantization-aware
-epochs (SGD lr {tc.lr}, momentum {tc.momentum}, weight decay {tc.weight_decay}, cosine
-decay{'; gradual, ' + str(tc.stage_epochs) + ' epoch(s) per stage' if tc.gradual else ''}).
-See docs/training.md.
+Schedule: {tc.fp_epochs} FP32 epochs ({tc.opt} lr {tc.fp_lr}), then {tc.epochs}
+quantization-aware epochs ({tc.opt} lr {tc.lr}, weight decay {tc.weight_decay}, cosine
+decay{'; gradual, ' + str(tc.stage_epochs) + ' epoch(s) per stage' if tc.gradual else ''}),
+random shifts of up to {tc.aug_shift} px, BatchNorm {'on (folded)' if meta.get('bn') else 'off'};
+the best validation epoch of each phase is kept (validation accuracy: FP32
+{meta.get('fp32_val_acc')}%, integer {meta.get('int_val_acc')}%). See docs/training.md.
 
 Test accuracy on `{meta['dataset']}` ({meta['test_images']} test images, split in
 train/data.py): FP32 **{meta['fp32_test_acc']}%**, integer model **{meta['int_test_acc']}%**
@@ -221,9 +249,26 @@ Files: `manifest.json` + `tensors.npz` (the export, `golden.model.load_model`),
 """
 
 
-def net_cfg(a: argparse.Namespace) -> QuantConfig:
+def net_cfg(a: argparse.Namespace, data: Any = None) -> QuantConfig:
+    """The quantization config of the arguments; with ``data`` (a Dataset) the input
+    normalization is the mean and std of its training pixels (real units, 6 decimals)."""
+    norm = None
+    if data is not None and a.input_norm:
+        x = data.x_train.astype(np.float64) / ((1 << data.bits) - 1)
+        norm = (round(float(x.mean()), 6), round(max(float(x.std()), 1e-6), 6))
     return QuantConfig(a.w_bits, a.a_bits, a.first_bits, a.last_bits, a.act,
-                       not a.per_layer_stats, a.shift_mode, a.noise, a.noise_frac, a.clamp)
+                       not a.per_layer_stats, a.shift_mode, a.noise, a.noise_frac, a.clamp,
+                       a.bn, norm)
+
+
+def init_distributed() -> int:
+    """Join the torchrun process group (gloo: the trainer runs on CPU) when ``WORLD_SIZE`` > 1;
+    returns this process's rank (0 without torchrun)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return world()[0]
 
 
 def load_checkpoint_state(path: str) -> dict[str, torch.Tensor]:
@@ -244,6 +289,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import torch.distributed as dist
+
     try:
         run(argv)
     except (ValueError, FloatingPointError, OSError) as e:
@@ -253,4 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted (the checkpoint of the last finished epoch is kept)",
               file=sys.stderr)
         return 130
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0

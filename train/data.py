@@ -7,6 +7,8 @@
 * ``mnist``: full MNIST from ``--data-dir`` (``train-images-idx3-ubyte``, ``train-labels-idx1-
   ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally ``.gz``);
   the official train/test split.
+* validation (:func:`carve_validation`, used by ``python -m train``): every 10th image of the
+  training split, never the test split.
 * ``cifar10`` / ``cifar100``: the python pickle batches from ``--data-dir`` (or its
   ``cifar-10-batches-py`` / ``cifar-100-python`` sub-directory): ``data_batch_1..5`` +
   ``test_batch``, resp. ``train`` + ``test`` (fine labels); the official split.
@@ -42,6 +44,22 @@ class Dataset:
     y_test: np.ndarray
     bits: int
     classes: int
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+
+def carve_validation(d: Dataset, every: int = 10) -> Dataset:
+    """Move every ``every``-th training image (training-split index ``j % every == 0``) to a
+    validation split (model selection and hyper-parameters); the test split is untouched.
+    ``every = 0`` leaves the dataset without a validation split. digits: 1,293 train / 144
+    validation; mnist5k: 3,600 / 400."""
+    if every < 0 or every == 1:
+        raise ValueError(f"val_every: {every!r} must be 0 (none) or >= 2")
+    if every == 0:
+        return d
+    val = np.arange(len(d.x_train)) % every == 0
+    return Dataset(d.name, d.x_train[~val], d.y_train[~val], d.x_test, d.y_test, d.bits,
+                   d.classes, d.x_train[val], d.y_train[val])
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -14,6 +14,12 @@ Integer rules (DESIGN.md, docs/arithmetic.md):
 * widths: every accumulator-kind tensor is ``signed_width(bound + 1)`` bits (so an unreachable
   threshold ``bound + 1`` fits), never less than ``golden.ops.acc_width``; a residual add never
   saturates unless its bound passes 48 bits (then it saturates at 48, documented);
+* BatchNorm (``--bn``): folded exactly. Before a threshold quantizer the per-channel affine goes
+  into the integer thresholds, a negative ``gamma`` by negating that channel's weight codes and
+  integer bias (:func:`train.quant.fold_bn_thresholds`); anywhere else it was folded into the
+  real weights and bias before weight quantization during training, so the codes exported are
+  the ones trained. Input normalization: the input scale is ``1 / (max_code std)`` and the
+  first layer's bias carries ``-mean/std sum(W)``;
 * residual add: the two scales differ by a power of two by construction (the block's second conv
   snaps its weight scale); :func:`train.models.add_shifts` turns the ratio into the two
   alignment shifts (coarser input shifted left by <= 15, beyond that the finer one right).
@@ -31,23 +37,33 @@ from golden import ops
 from golden.model import ExportError, IntModel, Layer, save_model, validate
 
 from .models import QConv, QDense, QNet, add_shifts
-from .quant import ActQuantizer, integer_thresholds
+from .quant import (ActQuantizer, FoldError, check_bn, fold_bn_thresholds,
+                    integer_thresholds)
 
 MAX_RES_BITS = 48
 
 
-def _bias_int(m: QConv | QDense, scale: float) -> np.ndarray | None:
-    if not m.has_bias:
-        return None
-    b = m.bias.detach().double().cpu().numpy() / scale
-    return np.round(b).astype(np.int64)
+MAX_FOLD_ACC_BITS = 32  # a BN-folded layer whose accumulator needs more is refused
+
+
+def _bn_arrays(m: QConv | QDense) -> tuple[np.ndarray, ...]:
+    bn = m.bn
+    return tuple(v.detach().double().cpu().numpy() for v in (
+        bn.running_mean, bn.running_var, bn.weight, bn.bias))
 
 
 def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None = None
                  ) -> IntModel:
     """Build and validate the integer model of a fully quantized ``net``; raises
-    :class:`golden.model.ExportError` when the net is not fully quantized or the result does
-    not validate."""
+    :class:`golden.model.ExportError` when the net is not fully quantized, a BatchNorm cannot
+    be folded (zero/negative variance, gamma 0, non-finite values, an accumulator wider than
+    :data:`MAX_FOLD_ACC_BITS`: the message names the layer, channel and value) or the result
+    does not validate. Nothing is written here; :func:`export_model` writes only valid models.
+
+    BatchNorm: a conv in ``"threshold"`` mode keeps its unfolded weight codes; channels with
+    ``gamma < 0`` get their codes and integer bias negated and the BN affine goes into the
+    thresholds (:func:`train.quant.fold_bn_thresholds`); a conv in ``"weight"`` mode already
+    quantized the BN-folded weights (:meth:`train.models.QLinearBase.effective`)."""
     if not net.fully_quantized:
         raise ExportError("model: not every layer is quantized (finish the gradual schedule "
                           "before exporting)")
@@ -55,7 +71,7 @@ def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None
     # per tensor: (scale, kind, bits, bound, shape HWC)
     info: dict[str, tuple[float, str, int, int, tuple[int, ...]]] = {
         "input": (net.input_scale, "code", net.input_bits, (1 << net.input_bits) - 1, (h, w, c))}
-    folded: dict[str, np.ndarray | None] = {}
+    folded: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
     layers: list[Layer] = []
     for n in net.nodes:
         src = n.inputs[0]
@@ -65,10 +81,19 @@ def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None
             if kind != "code":
                 raise ExportError(f"{n.name}: input '{src}' is not a code tensor")
             align = info[n.attrs["align"]][0] if "align" in n.attrs else None
-            s_w = m.w_scale(s_in, align)
-            scale = s_in * s_w
-            codes = m.wq.int_codes(m.weight)
-            b = _bias_int(m, scale)
+            off = net.input_offset if src == "input" else 0.0
+            if m.bn is not None:
+                try:
+                    check_bn(*_bn_arrays(m), float(m.bn.eps))
+                except FoldError as e:
+                    raise ExportError(f"{n.name}: {e}") from None
+            codes, b, scale = m.int_params(s_in, align, off)
+            sgn = None
+            if m.bn is not None:
+                if m.bn_mode == "threshold":
+                    sgn = np.where(m.bn.weight.detach().double().cpu().numpy() < 0, -1, 1)
+                    codes = codes * sgn.reshape((-1,) + (1,) * (codes.ndim - 1))
+                    b = None if b is None else b * sgn
             dot = ops.dot_bound(m.fan_in, bits, m.w_bits)
             if n.op == "conv2d":
                 wt = codes.transpose(0, 2, 3, 1)
@@ -88,13 +113,18 @@ def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None
                 attrs = dict(in_features=m.n_in, out_features=m.n_out, w_bits=m.w_bits)
             arrays = {"weight": np.ascontiguousarray(wt)}
             if m.fold_bias:
-                folded[n.name] = b
+                folded[n.name] = (b, sgn)
                 out_bound = dot
             else:
                 if b is not None:
                     arrays["bias"] = b
                 out_bound = dot + (int(np.abs(b).max(initial=0)) if b is not None else 0)
             acc_bits = ops.signed_width(out_bound + 1)
+            if m.bn is not None and acc_bits > MAX_FOLD_ACC_BITS:
+                big = int(np.abs(b).max(initial=0)) if b is not None else 0
+                raise ExportError(f"{n.name}: folding BatchNorm needs a {acc_bits}-bit "
+                                  f"accumulator (|bias| up to {big}, limit "
+                                  f"{MAX_FOLD_ACC_BITS} bits)")
             attrs["acc_bits"] = acc_bits
             layers.append(Layer(n.name, n.op, [src], attrs, arrays))
             info[n.name] = (scale, "acc", acc_bits, out_bound, out_shape)
@@ -103,9 +133,18 @@ def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None
             if kind != "acc":
                 raise ExportError(f"{n.name}: input '{src}' is not an accumulator")
             if a.kind == "threshold":
-                t_acc = a.real_thresholds() / s_in
+                b_src, sgn = folded.get(src, (None, None))
+                m_src = net.mods[src] if src in net.mods else None
+                if sgn is not None:  # BN folded into the thresholds
+                    try:
+                        t_acc, _ = fold_bn_thresholds(a.real_thresholds(), s_in,
+                                                      *_bn_arrays(m_src), float(m_src.bn.eps))
+                    except FoldError as e:
+                        raise ExportError(f"{src}: {e}") from None
+                else:
+                    t_acc = a.real_thresholds() / s_in
                 hi = min(bound, (1 << (bits - 1)) - 2)
-                t = integer_thresholds(t_acc, folded.get(src), hi)
+                t = integer_thresholds(t_acc, b_src, hi)
                 layers.append(Layer(n.name, "threshold", [src], dict(a_bits=a.a_bits),
                                     dict(thresholds=t)))
             elif a.kind == "log2":

@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quant import ActQuantizer, WeightQuantizer, check_bits
+from .quant import ActQuantizer, WeightQuantizer, check_bits, count_below
 
 MODELS = ("digits", "mnist", "vgg", "resnet18")
 
@@ -78,7 +79,24 @@ class RoundSTE(torch.autograd.Function):
 
 class QLinearBase(nn.Module):
     """Shared part of :class:`QConv` and :class:`QDense`: real weights, optional real bias,
-    a Gaussian-CDF weight quantizer and the per-layer ``quant`` switch."""
+    optional BatchNorm, a Gaussian-CDF weight quantizer and the per-layer ``quant`` switch.
+
+    BatchNorm (``bn``) has two fold modes, set by the graph (:class:`QNet`):
+
+    * ``"threshold"`` (the only consumer is a threshold quantizer): the quantized layer computes
+      the integer accumulator, BN is applied in float after it (running statistics once
+      quantized) and the export folds the per-channel affine into the integer thresholds
+      (:func:`train.quant.fold_bn_thresholds`), exactly;
+    * ``"weight"`` (any other consumer: shift/log2 quantizers, a residual add): once quantized,
+      BN (running statistics) is folded into the real weights and bias *before* weight
+      quantization, ``W' = W g / sqrt(var + eps)``, ``b' = beta + (b - mean) g / sqrt(var + eps)``,
+      so training quantizes exactly the weights the export holds.
+
+    ``in_offset`` (input normalization, first layer only): the bias becomes
+    ``b - in_offset sum(W)``, i.e. the layer sees the normalized image ``x - in_offset`` padded
+    with the normalized value of a raw 0 pixel (``-in_offset``): exactly the integer model's
+    zero padding of the raw pixel codes.
+    """
 
     def __init__(self, w_bits: int, bias: bool, noise: str, noise_frac: float):
         super().__init__()
@@ -86,30 +104,83 @@ class QLinearBase(nn.Module):
         self.has_bias = bias
         self.quant = False
         self.fold_bias = False  # set by the graph when a threshold is the only consumer
+        self.bn: nn.Module | None = None
+        self.bn_mode = "weight"  # set by the graph: "threshold" or "weight"
 
     @property
     def w_bits(self) -> int:
         return self.wq.bits
 
+    @property
+    def bn_folds_into_weights(self) -> bool:
+        return self.bn is not None and self.bn_mode == "weight" and self.quant
+
+    def effective(self, dtype: torch.dtype | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Real ``(W, b)`` that get quantized: BN folded in when :attr:`bn_folds_into_weights`
+        (running statistics), the plain parameters otherwise. ``dtype`` (e.g. float64 for the
+        export) converts before folding."""
+        w = self.weight if dtype is None else self.weight.detach().to(dtype)
+        b = None
+        if self.has_bias:
+            b = self.bias if dtype is None else self.bias.detach().to(dtype)
+        if not self.bn_folds_into_weights:
+            return w, b
+        bn = self.bn
+        gam = bn.weight if dtype is None else bn.weight.detach().to(dtype)
+        beta = bn.bias if dtype is None else bn.bias.detach().to(dtype)
+        mean, var = bn.running_mean.to(w.dtype), bn.running_var.to(w.dtype)
+        g = gam / torch.sqrt(var + bn.eps)
+        w = w * g.reshape((-1,) + (1,) * (w.dim() - 1))
+        b = beta + ((b if b is not None else 0.0) - mean) * g
+        return w, b
+
     def w_scale(self, s_in: float, align: float | None) -> float:
         """Weight scale ``s_w``; with ``align`` (the scale of the tensor this output is added to)
         it is snapped by a power of two so that ``S_in s_w / align`` is a power of two and the
         integer residual add needs only shifts."""
-        s_w = self.wq.natural_scale(self.weight)
+        s_w = self.wq.natural_scale(self.effective()[0])
         if align is not None:
             k = round(math.log2(s_in * s_w / align))
             s_w = align * 2.0 ** k / s_in
         return s_w
 
-    def _params(self, s_in: float, align: float | None) -> tuple[torch.Tensor,
-                                                                   torch.Tensor | None, float]:
+    def _params(self, s_in: float, align: float | None, in_offset: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        w, b = self.effective()
         s_w = self.w_scale(s_in, align)
         scale = s_in * s_w
-        if not self.quant:
-            return self.weight, self.bias if self.has_bias else None, scale
-        w = self.wq.codes(self.weight) * s_w
-        b = RoundSTE.apply(self.bias / scale) * scale if self.has_bias else None
+        if self.quant:
+            w = self.wq.codes(w) * s_w
+        if in_offset:
+            corr = in_offset * w.sum(dim=tuple(range(1, w.dim())))
+            b = -corr if b is None else b - corr
+        if self.quant and b is not None:
+            b = RoundSTE.apply(b / scale) * scale
         return w, b, scale
+
+    def int_params(self, s_in: float, align: float | None, in_offset: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The integers of the quantized layer, float64 throughout, torch layout:
+        ``(codes, b_int, S)`` with ``codes`` the Gaussian-CDF codes of the effective weights,
+        ``b_int = round((b - in_offset sum(codes) s_w) / S)`` (half to even) and
+        ``S = s_in s_w`` the accumulator scale. BN in threshold mode is *not* in these."""
+        w, b = self.effective(torch.float64)
+        s_w = self.w_scale(s_in, align)
+        scale = s_in * s_w
+        codes = self.wq.int_codes(w)
+        bb = None if b is None else b.cpu().numpy().astype(np.float64)
+        if in_offset:
+            corr = in_offset * codes.reshape(codes.shape[0], -1).sum(1).astype(np.float64) * s_w
+            bb = -corr if bb is None else bb - corr
+        b_int = None if bb is None else np.round(bb / scale).astype(np.int64)
+        return codes, b_int, scale
+
+    def apply_bn(self, y: torch.Tensor) -> torch.Tensor:
+        """BN after the linear op unless it is folded into the weights."""
+        if self.bn is None or self.bn_folds_into_weights:
+            return y
+        return self.bn(y)
 
 
 class QConv(QLinearBase):
@@ -117,22 +188,24 @@ class QConv(QLinearBase):
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, pad: int | None = None,
                  w_bits: int = 4, bias: bool = True, noise: str = "none",
-                 noise_frac: float = 0.5):
+                 noise_frac: float = 0.5, bn: bool = False):
         super().__init__(w_bits, bias, noise, noise_frac)
         self.cin, self.cout, self.k, self.stride = cin, cout, k, stride
         self.pad = k // 2 if pad is None else pad
         self.weight = nn.Parameter(torch.empty(cout, cin, k, k))
         nn.init.kaiming_normal_(self.weight, nonlinearity="relu")
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        if bn:
+            self.bn = nn.BatchNorm2d(cout)
 
     @property
     def fan_in(self) -> int:
         return self.cin * self.k * self.k
 
-    def forward(self, x: torch.Tensor, s_in: float, align: float | None = None
-                ) -> tuple[torch.Tensor, float]:
-        w, b, scale = self._params(s_in, align)
-        return F.conv2d(x, w, b, self.stride, self.pad), scale
+    def forward(self, x: torch.Tensor, s_in: float, align: float | None = None,
+                in_offset: float = 0.0) -> tuple[torch.Tensor, float]:
+        w, b, scale = self._params(s_in, align, in_offset)
+        return self.apply_bn(F.conv2d(x, w, b, self.stride, self.pad)), scale
 
 
 class QDense(QLinearBase):
@@ -150,9 +223,9 @@ class QDense(QLinearBase):
     def fan_in(self) -> int:
         return self.n_in
 
-    def forward(self, x: torch.Tensor, s_in: float, align: float | None = None
-                ) -> tuple[torch.Tensor, float]:
-        w, b, scale = self._params(s_in, align)
+    def forward(self, x: torch.Tensor, s_in: float, align: float | None = None,
+                in_offset: float = 0.0) -> tuple[torch.Tensor, float]:
+        w, b, scale = self._params(s_in, align, in_offset)
         return F.linear(x.flatten(1), w, b), scale
 
 
@@ -175,7 +248,10 @@ class QuantConfig:
     bits of the first and last layers (0 = same as ``w_bits``); ``act``: threshold, log2 or
     shift; ``per_channel``: threshold statistics per channel (else per layer); ``shift_mode``:
     calibrated or worst; ``noise``: none, uniq or nice (``noise_frac`` for nice); ``clamp``:
-    NICE learned activation clamping."""
+    NICE learned activation clamping; ``bn``: BatchNorm after every conv (folded at export,
+    see :class:`QLinearBase`); ``input_norm``: ``(mean, std)`` of the training pixels in real
+    units (pixel code / max code), folded into the first layer (scale ``1/std``, offset
+    ``mean/std``); ``None`` = no normalization. Old exports (before BN) load with the defaults."""
 
     w_bits: int = 4
     a_bits: int = 4
@@ -187,9 +263,17 @@ class QuantConfig:
     noise: str = "none"
     noise_frac: float = 0.5
     clamp: bool = False
+    bn: bool = False
+    input_norm: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_bits("w_bits", self.w_bits, 2, 16)
+        if self.input_norm is not None:
+            mean, std = (float(v) for v in self.input_norm)
+            if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+                raise ValueError(f"input_norm: (mean, std) = {self.input_norm!r} needs a finite "
+                                 "mean and std > 0")
+            self.input_norm = (mean, std)
         check_bits("a_bits", self.a_bits, 1, 16)
         for n in ("first_bits", "last_bits"):
             v = getattr(self, n)
@@ -206,9 +290,11 @@ class QNet(nn.Module):
     """
 
     def __init__(self, name: str, input_shape: tuple[int, int, int], input_bits: int,
-                 nodes: list[Node], mods: dict[str, nn.Module], output: str):
+                 nodes: list[Node], mods: dict[str, nn.Module], output: str,
+                 input_norm: tuple[float, float] | None = None):
         super().__init__()
         self.model_name, self.input_shape, self.input_bits = name, input_shape, input_bits
+        self.input_norm = input_norm
         self.nodes, self.output = nodes, output
         self.mods = nn.ModuleDict(mods)
         self._int_cache = None
@@ -224,13 +310,30 @@ class QNet(nn.Module):
                 m = self.mods[n.name]
                 m.fold_bias = (len(c) == 1 and c[0].op == "act"
                                and self.mods[c[0].name].kind == "threshold")
+                m.bn_mode = "threshold" if m.fold_bias else "weight"
             elif n.op == "act" and self.units:
                 self.units[-1].append(n.name)
         self._set_worst()
 
     @property
     def input_scale(self) -> float:
-        return 1.0 / ((1 << self.input_bits) - 1)
+        """Real value of one pixel code step: ``1 / max_code``, divided by the normalization
+        std when there is one (the scale of the ``input`` tensor)."""
+        s = 1.0 / ((1 << self.input_bits) - 1)
+        return s / self.input_norm[1] if self.input_norm else s
+
+    @property
+    def input_offset(self) -> float:
+        """``mean / std`` subtracted from the (scaled) input inside the image (0 without
+        normalization); the first layer folds it into its bias."""
+        return self.input_norm[0] / self.input_norm[1] if self.input_norm else 0.0
+
+    def bn_input(self, name: str) -> bool:
+        """True when tensor ``name`` is a quantized conv's BN output in threshold mode (real
+        values, not ``S * integer``)."""
+        m = self.mods[name] if name in self.mods else None
+        return (isinstance(m, QLinearBase) and m.bn is not None and m.quant
+                and not m.bn_folds_into_weights)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -279,8 +382,14 @@ class QNet(nn.Module):
                 a.n_seen.zero_()
 
     def train(self, mode: bool = True) -> "QNet":
+        """Also freezes the BN statistics of quantized layers (running statistics, as the
+        export folds them) while the FP32 layers keep batch statistics."""
         self._int_cache = None
-        return super().train(mode)
+        super().train(mode)
+        for m in self.mods.values():
+            if isinstance(m, QLinearBase) and m.bn is not None and m.quant:
+                m.bn.train(False)
+        return self
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         self._int_cache = None
@@ -297,9 +406,10 @@ class QNet(nn.Module):
             sc = [scales[i] for i in n.inputs]
             if n.op in ("conv2d", "dense"):
                 align = scales[n.attrs["align"]] if "align" in n.attrs else None
-                y, s = self.mods[n.name](ins[0], sc[0], align)
+                off = self.input_offset if n.inputs[0] == "input" else 0.0
+                y, s = self.mods[n.name](ins[0], sc[0], align, off)
             elif n.op == "act":
-                y, s = self.mods[n.name](ins[0], sc[0])
+                y, s = self.mods[n.name](ins[0], sc[0], self.bn_input(n.inputs[0]))
             elif n.op == "maxpool":
                 y, s = F.max_pool2d(ins[0], n.attrs["kernel"], n.attrs["stride"]), sc[0]
             elif n.op == "add":
@@ -314,6 +424,65 @@ class QNet(nn.Module):
                 raise ValueError(f"node {n.name}: unknown op {n.op!r}")
             vals[n.name], scales[n.name] = y, s
         return vals, scales
+
+    @torch.no_grad()
+    def forward_int_modules(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer logits computed from the trained modules themselves, independently of the
+        export's arrays (its threshold folding, sign flips, bias folding and HWC reordering):
+        float64 tensors of integers in torch's NCHW layout; each conv/dense is
+        ``conv(x, codes) + b_int`` (:meth:`QLinearBase.int_params`); a threshold quantizer
+        counts ``#{k : y > t_k}`` with ``y = BN(S acc)`` (running statistics, float64) when its
+        conv has BN in threshold mode, ``S acc > t_k`` otherwise, ``t`` the real thresholds;
+        log2/shift apply their integer rule with the module's offset/shift; the add aligns with
+        :func:`add_shifts`. Used by ``train/tests/test_equality.py`` against golden."""
+        if not self.fully_quantized:
+            raise ValueError("forward_int_modules: the net is not fully quantized")
+        vals: dict[str, torch.Tensor] = {"input": x.detach().to(torch.float64)}
+        scales: dict[str, float] = {"input": self.input_scale}
+        for n in self.nodes:
+            v, s_in = vals[n.inputs[0]], scales[n.inputs[0]]
+            if n.op in ("conv2d", "dense"):
+                m = self.mods[n.name]
+                align = scales[n.attrs["align"]] if "align" in n.attrs else None
+                off = self.input_offset if n.inputs[0] == "input" else 0.0
+                codes, b_int, s = m.int_params(s_in, align, off)
+                w = torch.from_numpy(codes).to(torch.float64)
+                b = None if b_int is None else torch.from_numpy(b_int).to(torch.float64)
+                y = (F.conv2d(v, w, b, m.stride, m.pad) if n.op == "conv2d"
+                     else F.linear(v.flatten(1), w, b))
+            elif n.op == "act":
+                a, src = self.mods[n.name], self.mods[n.inputs[0]] \
+                    if n.inputs[0] in self.mods else None
+                s = a.out_scale(s_in)
+                if a.kind == "threshold":
+                    t = torch.from_numpy(a.real_thresholds())
+                    if isinstance(src, QLinearBase) and src.bn is not None and \
+                            not src.bn_folds_into_weights:
+                        bn = src.bn
+                        shp = (1, -1) + (1,) * (v.dim() - 2)
+                        g = (bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps))
+                        r = (v * s_in - bn.running_mean.double().reshape(shp)) * \
+                            g.reshape(shp) + bn.bias.double().reshape(shp)
+                        y = count_below(r, t, strict=True)
+                    else:
+                        y = count_below(v, t / s_in, strict=True)
+                elif a.kind == "log2":
+                    _, e = torch.frexp(torch.clamp(v, min=0.0))
+                    y = torch.where(v > 0, torch.clamp(e.double() - a.offset(s_in), 0, a.levels),
+                                    torch.zeros_like(v))
+                else:
+                    y = torch.clamp(torch.floor(torch.clamp(v, min=0.0) / 2.0 ** a.shift(s_in)),
+                                    max=a.levels)
+            elif n.op == "maxpool":
+                y, s = F.max_pool2d(v, n.attrs["kernel"], n.attrs["stride"]), s_in
+            elif n.op == "add":
+                sh_m, sh_r, s = add_shifts(s_in, scales[n.inputs[1]])
+                y = sum(u * 2.0 ** k if k >= 0 else torch.floor(u / 2.0 ** -k)
+                        for u, k in ((v, sh_m), (vals[n.inputs[1]], sh_r)))
+            else:
+                raise ValueError(f"node {n.name}: unknown op {n.op!r}")
+            vals[n.name], scales[n.name] = y, s
+        return vals[self.output]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits. Training mode (or a partly quantized net): the real forward. Eval mode and
@@ -346,7 +515,8 @@ class _Builder:
         c = self.cfg
         wb = w_bits or ((c.first_bits or c.w_bits) if self.first else c.w_bits)
         self.first = False
-        self.mods[name] = QConv(cin, cout, k, stride, None, wb, True, c.noise, c.noise_frac)
+        self.mods[name] = QConv(cin, cout, k, stride, None, wb, True, c.noise, c.noise_frac,
+                                c.bn)
         self.nodes.append(Node(name, "conv2d", [src], {"align": align} if align else {}))
         return name
 
@@ -413,7 +583,7 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
         q = b.act("blk_qout", r, c)
         p = b.pool("pool", q)
         b.dense("fc", p, c * 16, classes, last=True)
-        return QNet(name, (1, 8, 8), 5, b.nodes, b.mods, "fc")
+        return QNet(name, (1, 8, 8), 5, b.nodes, b.mods, "fc", cfg.input_norm)
     if name == "mnist":
         c1, c2 = ch(8), ch(16)
         x = b.conv("conv1", "input", 1, c1)
@@ -424,7 +594,7 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
         q = b.act("blk_qout", r, c2)
         p = b.pool("pool2", q)
         b.dense("fc", p, c2 * 49, classes, last=True)
-        return QNet(name, (1, 28, 28), 8, b.nodes, b.mods, "fc")
+        return QNet(name, (1, 28, 28), 8, b.nodes, b.mods, "fc", cfg.input_norm)
     if name == "vgg":
         chans = [ch(128), ch(128), "M", ch(256), ch(256), "M", ch(512), ch(512), "M"]
         x, cin, i = "input", 3, 0
@@ -440,7 +610,7 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
         x = b.dense("fc1", x, cin * 16, f)
         x = b.act("qfc1", x, f)
         b.dense("fc2", x, f, classes, last=True)
-        return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc2")
+        return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc2", cfg.input_norm)
     # resnet18
     c = ch(64)
     r = b.conv("stem", "input", 3, c)
@@ -454,4 +624,4 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
     q = b.act("qout", r, cin)
     p = b.pool("gpool", q, 4)
     b.dense("fc", p, cin, classes, last=True)
-    return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc")
+    return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc", cfg.input_norm)

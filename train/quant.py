@@ -191,11 +191,68 @@ def integer_thresholds(t_acc: np.ndarray, bias: np.ndarray | None, bound: int) -
     largest reachable ``|x|`` of the bias-free accumulator: a threshold above it stays unreachable
     (``bound + 1``), one below it is always passed (``-bound``). Returns int64 (C, L)."""
     t = np.floor(np.asarray(t_acc, dtype=np.float64))
-    big = float(bound + 2)
-    t = np.clip(t, -big, big).astype(np.int64) + 1
-    if bias is not None:
-        t = t - np.asarray(bias, dtype=np.int64)[:, None]
+    b = np.zeros(t.shape[0], np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    # clip before the int64 cast (t may be huge) but wide enough that the bias subtraction
+    # below cannot bring an unreachable threshold back into range (clipping at bound + 2
+    # alone did, for |bias| > 2)
+    big = float(bound + 2 + int(np.abs(b).max(initial=0)))
+    t = np.clip(t, -big, big).astype(np.int64) + 1 - b[:, None]
     return np.clip(t, -bound, bound + 1)
+
+
+class FoldError(ValueError):
+    """A BatchNorm that cannot be folded into integers (the message names the value)."""
+
+
+def check_bn(mean: np.ndarray, var: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+             eps: float) -> None:
+    """Refuse BatchNorm parameters that have no exact integer fold: a non-finite value, a
+    variance ``<= 0`` or a ``gamma`` of exactly 0 (``FoldError`` naming the channel)."""
+    for name, v in (("running_mean", mean), ("running_var", var), ("weight (gamma)", gamma),
+                    ("bias (beta)", beta)):
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            raise FoldError(f"BatchNorm {name} of channel {bad[0]} is {float(v[bad[0]])!r}")
+    bad = np.flatnonzero(var <= 0)
+    if bad.size:
+        raise FoldError(f"BatchNorm running_var of channel {bad[0]} is "
+                        f"{float(var[bad[0]])!r} (zero or negative variance)")
+    bad = np.flatnonzero(gamma == 0)
+    if bad.size:
+        raise FoldError(f"BatchNorm weight (gamma) of channel {bad[0]} is 0 (the channel "
+                        "would be constant)")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise FoldError(f"BatchNorm eps is {eps!r}")
+
+
+def fold_bn_thresholds(t: np.ndarray, scale: float, mean: np.ndarray, var: np.ndarray,
+                       gamma: np.ndarray, beta: np.ndarray, eps: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``y = g (S x - m) / sqrt(v + eps) + beta`` followed by ``#{k : y > t_k}`` into
+    the accumulator ``x`` (float64): with ``s = sign(g)`` per channel,
+
+    ``y > t_k  <=>  s x > s m / S + (t_k - beta) sqrt(v + eps) / (|g| S) =: u_k``,
+
+    so the channel's weights and bias are negated when ``g < 0`` (``x' = s x``, exact on
+    integers, the codes being symmetric) and ``u`` (ascending in ``k``, as ``t``) are real
+    thresholds on ``x'`` for :func:`integer_thresholds`. Returns ``(u (C, L), s (C,) int64)``.
+    Refuses (``FoldError``) what :func:`check_bn` refuses and non-finite ``u``."""
+    mean, var, gamma, beta = (np.asarray(v, dtype=np.float64) for v in (mean, var, gamma, beta))
+    check_bn(mean, var, gamma, beta, eps)
+    if not (np.isfinite(scale) and scale > 0):
+        raise FoldError(f"accumulator scale is {scale!r}")
+    sgn = np.where(gamma < 0, -1, 1).astype(np.int64)
+    std = np.sqrt(var + eps)
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        u = (sgn * mean / scale)[:, None] + (t - beta[:, None]) * (std / (np.abs(gamma)
+                                                                        * scale))[:, None]
+    bad = np.argwhere(~np.isfinite(u))
+    if bad.size:
+        c = int(bad[0][0])
+        raise FoldError(f"BatchNorm of channel {c} gives a non-finite threshold (gamma "
+                        f"{float(gamma[c])!r}, var {float(var[c])!r}, scale {scale!r})")
+    return u, sgn
 
 
 LOG2_OCTAVES = 7  # largest dynamic range of a log2 activation below its top, in octaves
@@ -263,10 +320,10 @@ class ThresholdSTE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, t, mu, sigma, c, levels):  # type: ignore[override]
-        # x: (N, C, ...) ; t: (C, L) ; mu, sigma, c: (C,)
+    def forward(ctx, x, t, mu, sigma, c, levels, rnd=True):  # type: ignore[override]
+        # x: (N, C, ...) ; t: (C, L) ; mu, sigma, c: (C,); rnd=False: x is a BN output (real)
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        y = count_below(torch.round(x), t, strict=True)
+        y = count_below(torch.round(x) if rnd else x, t, strict=True)
         ctx.save_for_backward(x, mu, sigma, c)
         ctx.levels, ctx.shape = levels, shape
         return y
@@ -288,7 +345,7 @@ class ThresholdSTE(torch.autograd.Function):
             ysur = levels * (phi((x - mu_) / sg_) - z0) / span
             dyc = torch.where(inside, -ysur / span * pdf((c_ - mu_) / sg_) / sg_, 0.0)
             gc = (g * dyc).sum(dim=[d for d in range(x.dim()) if d != 1])
-        return gx, None, None, None, gc, None
+        return gx, None, None, None, gc, None, None
 
 
 class Log2STE(torch.autograd.Function):
@@ -457,9 +514,13 @@ class ActQuantizer(nn.Module):
         return max(top * scale, 1e-12) / self.levels
 
     # ---- forward -----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, float]:
+    def forward(self, x: torch.Tensor, scale: float, bn_input: bool = False
+                ) -> tuple[torch.Tensor, float]:
         """Training/FP forward on the real pre-activation ``x`` (scale ``S``): returns
-        ``(code * s_a, s_a)`` when quantized, ``(relu(x), s_a)`` otherwise."""
+        ``(code * s_a, s_a)`` when quantized, ``(relu(x), s_a)`` otherwise. ``bn_input``: ``x``
+        is a BatchNorm output (real values, not ``S * integer``): a threshold quantizer then
+        compares ``x`` itself with the real thresholds (the decision the folded integer
+        thresholds make on the accumulator)."""
         if self.training or self.calibrating:
             self._update_stats(x)
         s_a = self.out_scale(scale)
@@ -469,12 +530,13 @@ class ActQuantizer(nn.Module):
             # work in accumulator units so that the comparison sees integers (rounded), exactly
             # like the integer path, whatever the float32 error of x
             mu, sg = self.stats()
-            t = torch.tensor(self.real_thresholds() / scale, dtype=x.dtype, device=x.device)
+            u = 1.0 if bn_input else scale
+            t = torch.tensor(self.real_thresholds() / u, dtype=x.dtype, device=x.device)
             c = self.clamp_c if self.use_clamp and torch.isfinite(self.clamp_c).all() else \
                 torch.full_like(self.clamp_c, float("inf"))
-            y = ThresholdSTE.apply(x / scale, t, torch.tensor(mu / scale, dtype=x.dtype),
-                                   torch.tensor(sg / scale, dtype=x.dtype), c / scale,
-                                   float(self.levels))
+            y = ThresholdSTE.apply(x / u, t, torch.tensor(mu / u, dtype=x.dtype),
+                                   torch.tensor(sg / u, dtype=x.dtype), c / u,
+                                   float(self.levels), not bn_input)
         elif self.kind == "log2":
             y = Log2STE.apply(x / scale, self.offset(scale), self.levels, self.top(scale))
         else:

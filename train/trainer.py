@@ -1,25 +1,38 @@
 """Training loop: FP32 pre-training, calibration, (gradual) quantization-aware fine-tuning,
-checkpoints with resume, evaluation of the exact integer path.
+validation-based model selection, checkpoints with resume, evaluation of the exact integer path,
+optional DistributedDataParallel (``torchrun``).
 
 Schedule (seed 003 "Training setup", NICE's gradual quantization):
 
-1. FP32 pre-training for ``fp_epochs`` epochs (SGD, ``fp_lr``, momentum 0.9, wd 1e-4, cosine
-   decay). The seed fine-tunes from a full-precision checkpoint with lr 1e-3; pre-training from
-   scratch at 1e-3 would be slow, so this stage uses the higher ``fp_lr`` (default 0.05).
+1. FP32 pre-training for ``fp_epochs`` epochs (``opt`` ``adam`` (default) or ``sgd``, lr
+   ``fp_lr``, cosine decay to 0 over the phase).
 2. Calibration: running statistics of every activation are re-estimated as a cumulative
    average over ``calib_batches`` batches; NICE clamps are initialised from them (mu + 3 sigma).
-3. Quantized fine-tuning, SGD lr ``lr`` (default 1e-3, seed 003), momentum 0.9, wd 1e-4.
-   Without ``gradual`` all units are quantized at once and trained ``epochs`` epochs. With
-   ``gradual``, for a net of N units (a unit = a conv/dense layer and the activation quantizers
-   that follow it), stage i = 1..N-1 quantizes units 1..i and trains ``stage_epochs`` epochs,
-   then stage N (all quantized) trains ``epochs`` epochs. Each stage starts with a
-   re-calibration of the statistics.
+3. Quantized fine-tuning, lr ``lr``, cosine decay. Without ``gradual`` all units are quantized
+   at once and trained ``epochs`` epochs. With ``gradual``, for a net of N units (a unit = a
+   conv/dense layer and the activation quantizers that follow it), stage i = 1..N-1 quantizes
+   units 1..i and trains ``stage_epochs`` epochs, then stage N (all quantized) trains
+   ``epochs`` epochs. Each stage starts with a re-calibration of the statistics.
 
-Deterministic on CPU for a fixed seed (``torch.use_deterministic_algorithms``, seeded shuffles,
-seeded noise).
+Every training batch is augmented with random shifts of up to ``aug_shift`` pixels (zero fill,
+per image, drawn from the run's seeded generator). Model selection: after every epoch of the
+FP32 phase and of the last phase the validation accuracy (the integer path once fully
+quantized) is measured and the best epoch's state (latest on ties) is restored at the end of
+the phase. The test split is read only at the end of the FP32 phase and at the end of the run.
+
+Deterministic on CPU for a fixed seed and process count (``torch.use_deterministic_algorithms``,
+one thread, seeded shuffles, shifts and noise): two runs on the same machine give identical
+exports (tested).
+
+Distributed (``torchrun``, gloo): every process draws the same shuffled global batch and the
+same shifts, takes the slice ``rank::world`` of it, and DistributedDataParallel averages the
+gradients, so a step equals the single-process step up to float summation order, except that
+BatchNorm batch statistics are computed per process (on ``batch / world`` images). Rank 0 alone
+writes checkpoints; every rank resumes from them.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -42,7 +55,7 @@ class TrainConfig:
     """Optimisation settings (see the module docstring for the schedule)."""
 
     fp_epochs: int = 30
-    fp_lr: float = 0.05
+    fp_lr: float = 3e-3
     epochs: int = 10
     lr: float = 1e-3
     momentum: float = 0.9
@@ -54,6 +67,36 @@ class TrainConfig:
     seed: int = 0
     max_steps: int = 0  # > 0: stop each epoch after this many steps (smoke tests)
     progress: bool = True
+    opt: str = "adam"  # adam (Adam, decoupled weight decay) or sgd (momentum)
+    aug_shift: int = 0  # random shifts of up to this many pixels (0 = none)
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the torch.distributed group, ``(0, 1)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def random_shift(x: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift every image of ``x`` (N, C, H, W) by ``(dy, dx)`` drawn uniformly from
+    ``[-n, n]^2`` (``gen``), filling with 0 (the background pixel code)."""
+    if n <= 0:
+        return x
+    d = torch.randint(-n, n + 1, (len(x), 2), generator=gen).tolist()
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (n, n, n, n))
+    return torch.stack([xp[i, :, n + dy:n + dy + h, n + dx:n + dx + w]
+                        for i, (dy, dx) in enumerate(d)])
 
 
 def set_determinism(seed: int, threads: int = 1) -> None:
@@ -78,20 +121,25 @@ def _bar(it, total: int, desc: str, on: bool):
     return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def train_epoch(net: QNet, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
-                cfg: TrainConfig, gen: torch.Generator, desc: str = "train",
-                sched: Callable[[], None] | None = None) -> float:
-    """One epoch of SGD over shuffled mini-batches; returns the mean cross-entropy."""
+def train_epoch(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                opt: torch.optim.Optimizer, cfg: TrainConfig, gen: torch.Generator,
+                desc: str = "train", sched: Callable[[], None] | None = None) -> float:
+    """One epoch over shuffled, shift-augmented mini-batches of ``cfg.batch`` images (the
+    global batch: under DDP, ``net`` is the wrapper and this process trains on the slice
+    ``rank::world``); returns this process's mean cross-entropy."""
     net.train()
+    rank, size = world()
     perm = torch.randperm(len(x), generator=gen)
     nb = math.ceil(len(x) / cfg.batch)
     if cfg.max_steps:
         nb = min(nb, cfg.max_steps)
     total = 0.0
-    for i in _bar(range(nb), nb, desc, cfg.progress):
+    for i in _bar(range(nb), nb, desc, cfg.progress and rank == 0):
         idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
-        logits = net(x[idx])
-        loss = F.cross_entropy(logits, y[idx])
+        xb = random_shift(x[idx], cfg.aug_shift, gen)
+        xb, yb = xb[rank::size], y[idx][rank::size]
+        logits = net(xb)
+        loss = F.cross_entropy(logits, yb)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss became {float(loss)} at step {i}")
         opt.zero_grad(set_to_none=True)
@@ -130,8 +178,14 @@ def calibrate(net: QNet, x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
 
 
 def make_opt(net: QNet, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay (``opt="adam"``) or SGD with momentum."""
     params = [p for p in net.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.opt == "adam":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.opt == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    raise ValueError(f"opt: {cfg.opt!r} is not adam or sgd")
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -188,8 +242,19 @@ class Result:
 
     fp32_acc: float = float("nan")
     int_acc: float = float("nan")
+    fp32_val_acc: float = float("nan")
+    val_acc: float = float("nan")
     seconds_per_epoch: dict[str, float] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _ddp(net: QNet) -> torch.nn.Module:
+    """The DDP wrapper under torchrun (gloo), ``net`` itself otherwise."""
+    if world()[1] == 1:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, find_unused_parameters=True)
 
 
 def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
@@ -197,13 +262,20 @@ def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
         fp32_path: Path | None = None) -> Result:
     """Run the whole schedule on ``net``; checkpoint after every epoch to ``ckpt`` and resume
     from it when it exists (``run_id`` must match the stored one). The state at the end of the
-    FP32 stage is also saved to ``fp32_path`` (for ``--init``)."""
+    FP32 stage (the best validation epoch) is also saved to ``fp32_path`` (for ``--init``).
+    ``data.x_val`` (when not empty) drives model selection; the test split is read twice:
+    FP32 accuracy at the end of the FP32 phase, integer accuracy at the end."""
+    rank, _ = world()
+    if rank != 0:
+        log = lambda s: None  # noqa: E731 - one process reports
     xtr, ytr = to_tensor(data.x_train), torch.from_numpy(data.y_train)
     xte, yte = to_tensor(data.x_test), torch.from_numpy(data.y_test)
+    xva = to_tensor(data.x_val) if data.x_val is not None else xte[:0]
+    yva = torch.from_numpy(data.y_val) if data.y_val is not None else yte[:0]
     phases = schedule(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     res = Result()
-    start_phase, start_epoch, opt_state = 0, 0, None
+    start_phase, start_epoch, opt_state, best = 0, 0, None, None
     run_id = dict(run_id or {}, train=asdict(cfg) | {"progress": None})
     if ckpt is not None and ckpt.exists():
         ck = load_checkpoint(ckpt)
@@ -213,6 +285,7 @@ def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
         net.set_stage(phases[ck["phase"]].stage)
         net.load_state_dict(ck["net"])
         start_phase, start_epoch, opt_state = ck["phase"], ck["epoch"], ck["opt"]
+        best = ck.get("best")
         gen.set_state(ck["gen"])
         torch.set_rng_state(ck["torch_rng"])
         res = Result(**ck["result"])
@@ -220,6 +293,7 @@ def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
     for pi in range(start_phase, len(phases)):
         ph = phases[pi]
         net.set_stage(ph.stage)
+        select = len(xva) > 0 and (pi == 0 or pi == len(phases) - 1)
         opt = make_opt(net, ph.lr, cfg)
         nb = math.ceil(len(xtr) / cfg.batch)
         if cfg.max_steps:
@@ -235,34 +309,44 @@ def fit(net: QNet, data: Dataset, cfg: TrainConfig, ckpt: Path | None = None,
 
         if pi == start_phase and opt_state is not None:
             opt.load_state_dict(opt_state)
-        elif ph.stage > 0:
-            calibrate(net, xtr, cfg, gen)
+        else:
+            best = None
+            if ph.stage > 0:
+                calibrate(net, xtr, cfg, gen)
+        model = _ddp(net)
         first = start_epoch if pi == start_phase else 0
         for ep in range(first, ph.epochs):
             t0 = time.perf_counter()
-            loss = train_epoch(net, xtr, ytr, opt, cfg, gen, f"{ph.name} {ep + 1}/{ph.epochs}",
-                               sched)
+            loss = train_epoch(model, xtr, ytr, opt, cfg, gen,
+                               f"{ph.name} {ep + 1}/{ph.epochs}", sched)
             dt = time.perf_counter() - t0
-            acc = accuracy(net, xte, yte)
+            vacc = accuracy(net, xva, yva) if len(xva) else float("nan")
             res.seconds_per_epoch[ph.name] = dt
-            res.log.append(dict(phase=ph.name, epoch=ep + 1, loss=loss, test_acc=acc,
+            res.log.append(dict(phase=ph.name, epoch=ep + 1, loss=loss, val_acc=vacc,
                                 seconds=dt))
-            log(f"{ph.name} epoch {ep + 1}/{ph.epochs}: loss {loss:.4f} test acc {acc:.2f}% "
+            log(f"{ph.name} epoch {ep + 1}/{ph.epochs}: loss {loss:.4f} val acc {vacc:.2f}% "
                 f"({dt:.2f} s)")
-            if ph.stage == 0:
-                res.fp32_acc = acc
-            if ckpt is not None:
+            if select and (best is None or vacc >= best["acc"]):
+                best = dict(acc=vacc, epoch=ep + 1, state=copy.deepcopy(net.state_dict()))
+            if ckpt is not None and rank == 0:
                 save_atomic(dict(net=net.state_dict(), opt=opt.state_dict(), phase=pi,
                                  epoch=ep + 1, gen=gen.get_state(),
                                  torch_rng=torch.get_rng_state(), run=run_id,
-                                 result=asdict(res)), ckpt)
+                                 result=asdict(res), best=best), ckpt)
+            barrier()
+        if select and best is not None:
+            net.load_state_dict(best["state"])
+            log(f"{ph.name}: kept epoch {best['epoch']} (val acc {best['acc']:.2f}%)")
         if ph.stage == 0:
-            if ph.epochs == 0 or math.isnan(res.fp32_acc):
-                res.fp32_acc = accuracy(net, xte, yte)
-            if fp32_path is not None and ph.epochs > 0:
+            res.fp32_val_acc = best["acc"] if select and best is not None else float("nan")
+            res.fp32_acc = accuracy(net, xte, yte)
+            if fp32_path is not None and ph.epochs > 0 and rank == 0:
                 save_atomic(dict(net=net.state_dict(), phase=pi, epoch=ph.epochs, run=run_id,
                                  fp32_acc=res.fp32_acc), fp32_path)
+            barrier()
         start_epoch = 0
     net.set_stage(len(net.units))
+    if len(xva):
+        res.val_acc = accuracy(net, xva, yva)
     res.int_acc = accuracy(net, xte, yte)
     return res

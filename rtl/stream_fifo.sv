@@ -1,0 +1,201 @@
+// Copyright the nuq-rtl authors. SPDX-License-Identifier: Apache-2.0
+//
+// First-word-fall-through FIFO for a valid/ready stream: holds up to Depth beats, out_data_o is
+// the oldest beat whenever out_valid_o is high, one push and one pop per cycle at the same time
+// (II=1 on both sides). in_ready_o, out_valid_o and level_o come straight from flip-flops (no
+// combinational path from out_ready_i to in_ready_o nor from in_valid_i to out_valid_o), so a
+// FIFO also cuts the handshake timing paths between two units. Because in_ready_o is
+// registered, a full FIFO takes no beat in the cycle it pops one (it is ready again the cycle
+// after); Depth = 1 therefore passes at most one beat every two cycles: use Depth >= 2 for
+// II=1.
+//
+// Storage (UseRam, derived from the size, may be overridden):
+// * flip-flops (UseRam = 0, default when Depth < 8, or Depth <= 16 with Width*Depth < 256
+//   bits): Depth words of flip-flops written at the write pointer and read through a mux at the
+//   read pointer; latency 1 (a beat pushed at an edge is at the output right after it).
+// * RAM (UseRam = 1, default when Depth > 16, or Depth >= 8 with Width*Depth >= 256 bits):
+//   Depth words in rtl/ram_sdp.sv (block / LUT RAM, synchronous read) plus a two-word prefetch
+//   buffer of flip-flops in front of the output. A RAM read is issued whenever the RAM holds a
+//   word and the prefetch buffer plus the read in flight hold at most one word, so the read data
+//   always has a place to go and the output stays valid on every cycle of a sustained pop
+//   (II=1). The read address always points at a word written at an earlier edge (a read needs
+//   a word in the RAM; the write address equals the read address only when all Depth words are
+//   in the RAM, and then the FIFO is full and takes no push), so the RAM's unspecified
+//   same-address read-during-write never happens. Latency 2 (write, then read). Capacity Depth
+//   beats in all (RAM + prefetch buffer), as for the flip-flop FIFO; with the registered
+//   in_ready_o, II=1 needs Depth >= 3 here (Depth 1 / 2 forced onto RAM pass 1 / 2 beats in 3
+//   cycles).
+// Reset empties the FIFO (asynchronous; the stored words themselves are not cleared).
+`include "nuq_assert.svh"
+
+module stream_fifo #(
+  /// Payload width in bits (passed through unchanged); 1..4096.
+  parameter int Width     = 8,
+  /// Capacity in beats; 1..2^20 (Depth >= 2 for one beat per cycle).
+  parameter int Depth     = 16,
+  /// 1: words in rtl/ram_sdp.sv; 0: flip-flops (default derived from Depth and Width).
+  parameter bit UseRam    = (Depth > 16) || (Depth >= 8 && Width * Depth >= 256),
+  /// Width of level_o, $clog2(Depth + 1) (derived; do not override).
+  parameter int LevelWidth = (Depth >= 1) ? $clog2(Depth + 1) : 1
+) (
+  /// Clock, rising edge.
+  input  logic                  clk_i,
+  /// Asynchronous active-low reset: empties the FIFO.
+  input  logic                  rst_ni,
+  /// Input beat valid.
+  input  logic                  in_valid_i,
+  /// Input ready: the FIFO holds fewer than Depth beats (registered).
+  output logic                  in_ready_o,
+  /// Input payload.
+  input  logic [Width-1:0]      in_data_i,
+  /// Output beat valid: the FIFO presents its oldest beat (registered).
+  output logic                  out_valid_o,
+  /// Downstream ready.
+  input  logic                  out_ready_i,
+  /// Output payload: the oldest beat while out_valid_o is high.
+  output logic [Width-1:0]      out_data_o,
+  /// Beats held, 0..Depth (registered; counts a pushed beat from the edge that takes it).
+  output logic [LevelWidth-1:0] level_o
+);
+
+  if (Width < 1 || Width > 4096) begin : gen_check_width
+    `NUQ_ELAB_FATAL((1, "stream_fifo: Width=%0d must lie in 1..4096", Width))
+  end
+  if (Depth < 1 || Depth > (1 << 20)) begin : gen_check_depth
+    `NUQ_ELAB_FATAL((1, "stream_fifo: Depth=%0d must lie in 1..2^20", Depth))
+  end
+
+  // Depth clamped to >= 1 so that a bad Depth reaches the check above, not a sizing error.
+  localparam int Words = (Depth >= 1) ? Depth : 1;
+  localparam int AddrWidth = (Words > 1) ? $clog2(Words) : 1;
+  localparam logic [AddrWidth-1:0] LastAddr = AddrWidth'(Words - 1);
+
+  logic push, pop;
+  logic [LevelWidth-1:0] level_q, level_d;
+  logic full_q, valid_q;
+  logic [AddrWidth-1:0] waddr_q, waddr_d;
+
+  assign push        = in_valid_i & ~full_q;
+  assign in_ready_o  = ~full_q;
+  assign out_valid_o = valid_q;
+  assign pop         = valid_q & out_ready_i;
+  assign level_o     = level_q;
+
+  always_comb begin
+    level_d = level_q;
+    if (push && !pop) level_d = level_q + LevelWidth'(1);
+    if (pop && !push) level_d = level_q - LevelWidth'(1);
+  end
+
+  assign waddr_d = !push ? waddr_q : (waddr_q == LastAddr) ? '0 : waddr_q + AddrWidth'(1);
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      level_q <= '0;
+      full_q  <= 1'b0;
+      waddr_q <= '0;
+    end else begin
+      level_q <= level_d;
+      full_q  <= (level_d == LevelWidth'(Depth));
+      waddr_q <= waddr_d;
+    end
+  end
+
+  if (!UseRam) begin : gen_ff
+    // Flip-flop storage, read through a mux at the read pointer.
+    logic [Width-1:0] mem_q [Words];
+    logic [AddrWidth-1:0] raddr_q;
+
+    always_ff @(posedge clk_i) begin
+      if (push) mem_q[waddr_q] <= in_data_i;
+    end
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        raddr_q <= '0;
+        valid_q <= 1'b0;
+      end else begin
+        if (pop) raddr_q <= (raddr_q == LastAddr) ? '0 : raddr_q + AddrWidth'(1);
+        valid_q <= (level_d != '0);
+      end
+    end
+
+    assign out_data_o = mem_q[raddr_q];
+  end else begin : gen_ram
+    // RAM storage with a two-word prefetch buffer (pb) in front of the output. The logical
+    // queue at the output is pb[0 .. pb_cnt-1] followed by the RAM read data when a read was
+    // issued at the last edge (rd_q); pb_cnt + rd_q <= 2 always.
+    logic [AddrWidth-1:0] raddr_q;
+    logic [LevelWidth-1:0] ram_cnt_q, ram_cnt_d;
+    logic ram_nonempty_q;
+    logic re, rd_q;
+    logic [1:0] pb_cnt_q, pb_cnt_d, held;
+    logic [Width-1:0] pb0_q, pb0_d, pb1_q, pb1_d;
+    logic [Width-1:0] rdata;
+    logic [Width-1:0] q1;  // second entry of the logical queue
+
+    // Words at the output side (buffer + read in flight); a read is issued when at most one.
+    assign held = pb_cnt_q + {1'b0, rd_q};
+    assign re   = ram_nonempty_q & (held <= 2'd1);
+
+    ram_sdp #(
+      .Width(Width),
+      .Depth(Words)
+    ) u_ram (
+      .clk_i,
+      .we_i   (push),
+      .waddr_i(waddr_q),
+      .wdata_i(in_data_i),
+      .re_i   (re),
+      .raddr_i(raddr_q),
+      .rdata_o(rdata)
+    );
+
+    always_comb begin
+      ram_cnt_d = ram_cnt_q;
+      if (push && !re) ram_cnt_d = ram_cnt_q + LevelWidth'(1);
+      if (re && !push) ram_cnt_d = ram_cnt_q - LevelWidth'(1);
+    end
+
+    assign out_data_o = (pb_cnt_q != 2'd0) ? pb0_q : rdata;
+    assign q1         = (pb_cnt_q == 2'd2) ? pb1_q : rdata;
+
+    // Next buffer: the logical queue minus the popped head, at most two words, plus nothing
+    // else (the read issued now arrives next cycle as the new rd_q).
+    always_comb begin
+      pb0_d    = pb0_q;
+      pb1_d    = pb1_q;
+      pb_cnt_d = held - {1'b0, pop};
+      if (pop) begin
+        pb0_d = q1;
+      end else begin
+        pb0_d = out_data_o;
+        pb1_d = q1;
+      end
+    end
+
+    always_ff @(posedge clk_i) begin
+      pb0_q <= pb0_d;
+      pb1_q <= pb1_d;
+    end
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        raddr_q        <= '0;
+        ram_cnt_q      <= '0;
+        ram_nonempty_q <= 1'b0;
+        rd_q           <= 1'b0;
+        pb_cnt_q       <= 2'd0;
+        valid_q        <= 1'b0;
+      end else begin
+        if (re) raddr_q <= (raddr_q == LastAddr) ? '0 : raddr_q + AddrWidth'(1);
+        ram_cnt_q      <= ram_cnt_d;
+        ram_nonempty_q <= (ram_cnt_d != '0);
+        rd_q           <= re;
+        pb_cnt_q       <= pb_cnt_d;
+        valid_q        <= (pb_cnt_d != 2'd0) || re;
+      end
+    end
+  end
+
+endmodule

@@ -255,9 +255,474 @@ def write_mvau_images(out_dir: str | Path, prefix: str, wmat: np.ndarray,
     return {k: str(v) for k, v in files.items()}
 
 
+
+# --------------------------------------------------------------------------------------------
+# Graph -> units
+# --------------------------------------------------------------------------------------------
+
+
+def _consumers(model: IntModel) -> dict[str, list[tuple[str, int]]]:
+    """tensor -> [(consumer layer, input index)] in graph order."""
+    cons: dict[str, list[tuple[str, int]]] = {"input": []}
+    for lay in model.layers:
+        cons.setdefault(lay.name, [])
+        for j, src in enumerate(lay.inputs):
+            cons[src].append((lay.name, j))
+    return cons
+
+
+def _fused(model: IntModel) -> dict[str, str]:
+    """MAC layer -> the activation fused into its mvau (its only consumer, not the output)."""
+    cons = _consumers(model)
+    out = {}
+    for lay in model.layers:
+        nxt = cons[lay.name]
+        if (lay.op in MAC_OPS and len(nxt) == 1 and lay.name != model.output
+                and model.layer(nxt[0][0]).op in ACT_OPS):
+            out[lay.name] = nxt[0][0]
+    return out
+
+
+def _producer(model: IntModel, fused: Mapping[str, str], tensor: str) -> tuple[str, str]:
+    """(unit layer, its input tensor) that produces ``tensor``: a fused activation's tensor is
+    produced by its MAC layer's mvau."""
+    lay = model.layer(tensor)
+    for mac, act in fused.items():
+        if act == tensor:
+            return mac, model.layer(mac).inputs[0]
+    return lay.name, lay.inputs[0]
+
+
+def _pixels(model: IntModel, tensor: str) -> int:
+    h, w, _ = _shape3(model.types[tensor].shape)
+    return h * w
+
+
+def window_lookahead(h: int, w: int, k: int, pad: int) -> int:
+    """Pixels a stride-1, size-preserving K x K window (zero padding ``pad``) must have taken
+    beyond output pixel ``o`` before it can emit ``o``: max over o of
+    (raster index of the last input pixel o needs) + 1 - o."""
+    best = 0
+    for y in range(h):
+        for x in range(w):
+            yy, xx = min(h - 1, y + k - 1 - pad), min(w - 1, x + k - 1 - pad)
+            best = max(best, yy * w + xx + 1 - (y * w + x))
+    return best
+
+
+def branch_hold(model: IntModel, fork: str, tensor: str) -> int:
+    """Pixels of tensor ``fork`` the path fork -> ``tensor`` can hold: per unit its window
+    lookahead (:func:`window_lookahead`, conv and maxpool) plus its pipeline slack
+    (SLACK_MAC / SLACK_OTHER); the longest path when there are several. Raises DataflowError for a
+    unit that changes the number of pixels (the formula covers size-preserving branches)."""
+    fused = _fused(model)
+    memo: dict[str, int] = {}
+
+    def hold(t: str) -> int:
+        if t == fork:
+            return 0
+        if t in memo:
+            return memo[t]
+        unit, src = _producer(model, fused, t)
+        lay = model.layer(unit)
+        if lay.op == "dense" or _pixels(model, t) != _pixels(model, src):
+            raise DataflowError(f"layer {unit}: a residual branch through it changes the "
+                                f"pixel count ({_pixels(model, src)} -> {_pixels(model, t)}); "
+                                "the shortcut FIFO depth covers size-preserving branches only")
+        h, w, _ = _shape3(model.types[src].shape)
+        own = SLACK_OTHER
+        if lay.op == "conv2d":
+            own = SLACK_MAC + window_lookahead(h, w, lay.attrs["kernel"], lay.attrs["pad"])
+        elif lay.op == "maxpool":
+            own += window_lookahead(h, w, lay.attrs["kernel"], 0)
+        ins = [i for i in lay.inputs if i == fork or fork in _ancestors(model, i)]
+        memo[t] = own + max(hold(i) for i in ins)
+        return memo[t]
+
+    return hold(tensor)
+
+
+def _ancestors(model: IntModel, tensor: str) -> set[str]:
+    out: set[str] = set()
+    todo = [tensor]
+    while todo:
+        t = todo.pop()
+        if t == "input":
+            continue
+        for src in model.layer(t).inputs:
+            if src not in out:
+                out.add(src)
+                todo.append(src)
+    return out
+
+
+def fork_point(model: IntModel, add: str) -> str:
+    """The latest tensor both inputs of add layer ``add`` descend from (or are)."""
+    m, r = model.layer(add).inputs
+    am, ar = _ancestors(model, m) | {m}, _ancestors(model, r) | {r}
+    common = am & ar
+    order = {"input": -1, **{lay.name: i for i, lay in enumerate(model.layers)}}
+    return max(common, key=lambda t: order[t])
+
+
+def fifo_depth(model: IntModel, add: str) -> tuple[int, int]:
+    """(input index of the shortcut, FIFO depth) for add layer ``add``: the FIFO sits on the
+    input whose branch from the fork point holds fewer pixels; its depth is the other branch's
+    :func:`branch_hold` + FIFO_MARGIN, so the fork can always push the pixels the long branch
+    needs before its next output (no deadlock) and keeps pushing while the long branch is full
+    (full rate)."""
+    f = fork_point(model, add)
+    holds = [branch_hold(model, f, t) for t in model.layer(add).inputs]
+    short = int(np.argmin(holds))
+    return short, max(holds) + FIFO_MARGIN
+
+
+@dataclass
+class _Top:
+    """SystemVerilog text being assembled."""
+
+    decls: list[str] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def stream(self, name: str, width: int) -> str:
+        self.decls.append(f"  logic {name}_valid, {name}_ready;")
+        self.decls.append(f"  logic [{width - 1}:0] {name}_data;")
+        return name
+
+
+def _params_sv(params: Mapping[str, Any]) -> str:
+    items = []
+    for k, v in params.items():
+        items.append(f"    .{k}({v})" if not isinstance(v, str) else f'    .{k}("{v}")')
+    return ",\n".join(items)
+
+
+def _inst(top: _Top, module: str, params: Mapping[str, Any], name: str, ins: str, outs: str,
+          extra: str = "") -> None:
+    """A one-in one-out stream unit between streams ``ins`` and ``outs``."""
+    top.body.append(f"""  {module} #(
+{_params_sv(params)}
+  ) {name} (
+    .clk_i,
+    .rst_ni,{extra}
+    .in_valid_i ({ins}_valid),
+    .in_ready_o ({ins}_ready),
+    .in_data_i  ({ins}_data),
+    .out_valid_o({outs}_valid),
+    .out_ready_i({outs}_ready),
+    .out_data_o ({outs}_data)
+  );
+""")
+
+
+def _check_model(model: IntModel) -> None:
+    if len(model.input_shape) != 3:
+        raise DataflowError(f"input: shape {model.input_shape} is not (H, W, C)")
+    for i, lay in enumerate(model.layers):
+        where = f"layer {lay.name} (op {lay.op})"
+        if lay.op in ACT_OPS and lay.attrs["a_bits"] > MAX_ACT_BITS:
+            raise DataflowError(f"{where}: field 'a_bits' = {lay.attrs['a_bits']} exceeds the "
+                                f"limit {MAX_ACT_BITS}")
+        if lay.op == "maxpool" and len(model.types[lay.inputs[0]].shape) != 3:
+            raise DataflowError(f"{where}: input is not an (H, W, C) tensor")
+    if _pixels(model, model.output) != 1:
+        raise DataflowError(f"layer {model.output}: the output (logits) must be one pixel "
+                            f"(a dense layer), got shape {model.types[model.output].shape}")
+
+
+def _mac_unit(top: _Top, model: IntModel, lay: Layer, act: Layer | None, pe: int, simd: int,
+              src: str, dst: str, out_dir: Path, binary_search: int) -> None:
+    """sliding_window (conv) or dense_buffer (dense) + mvau of MAC layer ``lay``."""
+    t_in = model.types[lay.inputs[0]]
+    ih, iw, ic = _shape3(t_in.shape)
+    wmat = lay.arrays["weight"].reshape(lay.arrays["weight"].shape[0], -1)
+    bias = lay.arrays.get("bias")
+    kind = act.op if act is not None else "none"
+    a_bits = act.attrs["a_bits"] if act is not None else 0
+    param = int(act.attrs.get("shift", act.attrs.get("offset", 0))) if act is not None else 0
+    dense = lay.op == "dense"
+    try:
+        p = mvau_params(wmat, bias, t_in.bits, lay.attrs["w_bits"], lay.attrs["acc_bits"], pe,
+                        simd, kind, a_bits, param, int(dense), binary_search)
+    except DataflowError as e:
+        raise DataflowError(f"layer {lay.name}: {e}") from None
+    thr = act.arrays["thresholds"] if kind == "threshold" else None
+    files = write_mvau_images(out_dir, lay.name, wmat, bias, p, thr)
+    if kind != "threshold":
+        files.pop("ThrFile", None)
+    n = p["N"]
+    win = f"w_{_sv_id(lay.name)}"
+    if dense:
+        top.stream(win, simd * t_in.bits)
+        _inst(top, "dense_buffer", dict(Bits=t_in.bits, Channels=ic, Pixels=ih * iw, Simd=simd,
+                                        Groups=-(-p["Cout"] // pe)),
+              f"u_buf_{_sv_id(lay.name)}", src, win)
+    else:
+        k, s, pad = lay.attrs["kernel"], lay.attrs["stride"], lay.attrs["pad"]
+        if k == 1 and s == 1 and pad == 0:
+            win = src  # the pixel is the window
+        else:
+            top.stream(win, n * t_in.bits)
+            _inst(top, "sliding_window", dict(Bits=t_in.bits, Channels=ic, InH=ih, InW=iw,
+                                              Kernel=k, Stride=s, Pad=pad),
+                  f"u_win_{_sv_id(lay.name)}", src, win)
+    _inst(top, "mvau", dict(p, **files), f"u_mvau_{_sv_id(lay.name)}", win, dst)
+    top.info.setdefault("mvau", {})[lay.name] = dict(
+        pe=pe, simd=simd, act=kind, fused=act.name if act is not None else None,
+        acc_width=p["AccWidth"], chunks=-(-n // simd), groups=-(-p["Cout"] // pe))
+
+
+def _act_unit(top: _Top, model: IntModel, lay: Layer, src: str, dst: str, out_dir: Path,
+              binary_search: int) -> None:
+    """threshold_quant / log2_act / shift_quant with Lanes = C on one pixel per beat."""
+    x = model.types[lay.inputs[0]]
+    c = _shape3(x.shape)[2]
+    a_bits = lay.attrs["a_bits"]
+    uid = _sv_id(lay.name)
+    if lay.op == "threshold":
+        f = write_threshold_image(out_dir / f"{lay.name}_thr.memh", lay.arrays["thresholds"],
+                                  a_bits, x.bits)
+        _inst(top, "threshold_quant", dict(AccWidth=x.bits, ABits=a_bits, Channels=c, Lanes=c,
+                                           UserWidth=1, BinarySearch=binary_search, Writable=0,
+                                           InitFile=str(Path(f).resolve())),
+              f"u_thr_{uid}", src, dst,
+              "\n    .cfg_we_i   (1'b0),\n    .cfg_chan_i ('0),\n    .cfg_idx_i  ('0),"
+              "\n    .cfg_thr_i  ('0),\n    .in_chan_i  ('0),\n    .in_user_i  (1'b0),"
+              f"\n    .out_user_o (unused_{uid}),")
+        top.decls.append(f"  logic unused_{uid};")
+        return
+    # log2 / shift: sign-extend each lane to AccWidth (ports and ABits < AccWidth need room)
+    aw = max(x.bits + 1, a_bits + 2)
+    wide = f"x_{uid}"
+    top.stream(wide, c * aw)
+    top.body.append(f"""  assign {wide}_valid = {src}_valid;
+  assign {src}_ready = {wide}_ready;
+  for (genvar l = 0; l < {c}; l++) begin : gen_sx_{uid}
+    assign {wide}_data[l*{aw} +: {aw}] = {aw}'($signed({src}_data[l*{x.bits} +: {x.bits}]));
+  end
+""")
+    param = lay.attrs["offset"] if lay.op == "log2" else lay.attrs["shift"]
+    port, width = (("offset_i", (aw - 1).bit_length() + 1) if lay.op == "log2"
+                   else ("shift_i", (aw - 1).bit_length()))
+    module = "log2_act" if lay.op == "log2" else "shift_quant"
+    _inst(top, module, dict(AccWidth=aw, ABits=a_bits, Lanes=c, UserWidth=1),
+          f"u_{lay.op}_{uid}", wide, dst,
+          f"\n    .{port:<11}({width}'d{param}),\n    .in_user_i  (1'b0),"
+          f"\n    .out_user_o (unused_{uid}),")
+    top.decls.append(f"  logic unused_{uid};")
+
+
+def _sv_id(name: str) -> str:
+    out = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    return out if out[:1].isalpha() else "l_" + out
+
+
+def _fork_tree(top: _Top, src: str, width: int, n: int) -> list[str]:
+    """``n`` streams carrying every beat of stream ``src`` (a chain of stream_fork)."""
+    if n == 1:
+        return [src]
+    a, b = top.stream(f"{src}_f0", width), top.stream(f"{src}_f1", width)
+    top.decls.append(f"  logic [{width - 1}:0] {src}_fd;")
+    top.body.append(f"""  stream_fork #(
+    .Width({width})
+  ) u_fork_{src} (
+    .clk_i,
+    .rst_ni,
+    .in_valid_i ({src}_valid),
+    .in_ready_o ({src}_ready),
+    .in_data_i  ({src}_data),
+    .out_valid_o({{{b}_valid, {a}_valid}}),
+    .out_ready_i({{{b}_ready, {a}_ready}}),
+    .out_data_o ({src}_fd)
+  );
+  assign {a}_data = {src}_fd;
+  assign {b}_data = {src}_fd;
+""")
+    return [a] + _fork_tree(top, b, width, n - 1)
+
+
+def _tensor_width(model: IntModel, t: str) -> int:
+    tt = model.types[t]
+    return _shape3(tt.shape)[2] * tt.bits
+
+
 def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: str | Path,
-             tag: str) -> Path:
-    """Write the ROM images and ``dataflow_<tag>.sv`` into ``out_dir``; return the top's path.
-    (Being written: see docs/dataflow.md.)"""
+             tag: str, binary_search: int = 0) -> Path:
+    """Write the ROM images, ``plan.json`` and the parameter-free top ``dataflow_<tag>.sv``
+    (ports of rtl/nuq_engine.sv's generated top) into ``out_dir``; return the top's path.
+    Raises DataflowError (naming the layer) for what it cannot build, before writing anything."""
     _check_folding(model, folding)
-    raise NotImplementedError("hwgen.dataflow.generate: top generation not written yet")
+    _check_model(model)
+    if not tag.replace("_", "").isalnum():
+        raise DataflowError(f"tag: {tag!r} must be letters, digits and '_'")
+    adds = {lay.name: fifo_depth(model, lay.name) for lay in model.layers if lay.op == "add"}
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    top = _Top()
+    fused = _fused(model)
+    fused_acts = set(fused.values())
+    cons = _consumers(model)
+    # one stream per produced tensor (s_input, s_<layer>); a fused MAC layer has none
+    sid = {t: f"s_{_sv_id(t)}" for t in ["input"] + [lay.name for lay in model.layers]
+           if t not in fused}
+    for t, name in sid.items():
+        top.stream(name, _tensor_width(model, t))
+    ih, iw, ic = _shape3(model.input_shape)
+    top.body.append(f"""  assign s_input_valid = in_valid_i;
+  assign in_ready_o    = s_input_ready;
+  assign s_input_data  = in_data_i;
+""")
+    # the consumers' streams: forks where a tensor is read more than once
+    edge: dict[tuple[str, int], str] = {}
+    for t, name in sid.items():
+        users = cons[t] if t != model.output else []
+        if not users and t != model.output:
+            top.body.append(f"  assign {name}_ready = 1'b1;  // read by no layer\n")
+        for (user, j), st in zip(users, _fork_tree(top, name, _tensor_width(model, t),
+                                                   len(users)) if users else []):
+            edge[(user, j)] = st
+    top.info["fifos"] = {}
+    for lay in model.layers:
+        if lay.name in fused_acts:
+            continue
+        dst = sid[fused.get(lay.name, lay.name)]
+        uid = _sv_id(lay.name)
+        src = edge[(lay.name, 0)]
+        if lay.op in MAC_OPS:
+            act = model.layer(fused[lay.name]) if lay.name in fused else None
+            _mac_unit(top, model, lay, act, *folding[lay.name], src, dst, out, binary_search)
+        elif lay.op in ACT_OPS:
+            _act_unit(top, model, lay, src, dst, out, binary_search)
+        elif lay.op == "maxpool":
+            x = model.types[lay.inputs[0]]
+            h, w, c = _shape3(x.shape)
+            _inst(top, "maxpool_stream", dict(Bits=x.bits, Channels=c, InH=h, InW=w,
+                                              Kernel=lay.attrs["kernel"],
+                                              Stride=lay.attrs["stride"],
+                                              Signed=int(x.kind == "acc")),
+                  f"u_pool_{uid}", src, dst)
+        elif lay.op == "add":
+            short, depth = adds[lay.name]
+            ins = [edge[(lay.name, 0)], edge[(lay.name, 1)]]
+            wid = [_tensor_width(model, t) for t in lay.inputs]
+            fq = top.stream(f"q_{uid}", wid[short])
+            _inst(top, "stream_fifo", dict(Width=wid[short], Depth=depth), f"u_fifo_{uid}",
+                  ins[short], fq, f"\n    .level_o    (),")
+            ins[short] = fq
+            top.info["fifos"][lay.name] = dict(input=lay.inputs[short], depth=depth,
+                                               fork=fork_point(model, lay.name))
+            j = top.stream(f"j_{uid}", wid[0] + wid[1])
+            top.body.append(f"""  stream_join #(
+    .WidthA({wid[0]}),
+    .WidthB({wid[1]})
+  ) u_join_{uid} (
+    .clk_i,
+    .rst_ni,
+    .a_valid_i  ({ins[0]}_valid),
+    .a_ready_o  ({ins[0]}_ready),
+    .a_data_i   ({ins[0]}_data),
+    .b_valid_i  ({ins[1]}_valid),
+    .b_ready_o  ({ins[1]}_ready),
+    .b_data_i   ({ins[1]}_data),
+    .out_valid_o({j}_valid),
+    .out_ready_i({j}_ready),
+    .out_data_o ({j}_data)
+  );
+""")
+            tm, tr = (model.types[t] for t in lay.inputs)
+            c = _shape3(tm.shape)[2]
+            sh = lay.attrs.get("shifts", [0, 0])
+            top.decls.append(f"  logic unused_{uid};")
+            top.body.append(f"""  residual_add #(
+    .MWidth({tm.bits}),
+    .RWidth({tr.bits}),
+    .OutWidth({lay.attrs['out_bits']}),
+    .Lanes({c}),
+    .UserWidth(1)
+  ) u_add_{uid} (
+    .clk_i,
+    .rst_ni,
+    .m_shift_i  (5'd{sh[0] & 31}),
+    .r_shift_i  (5'd{sh[1] & 31}),
+    .in_valid_i ({j}_valid),
+    .in_ready_o ({j}_ready),
+    .in_m_i     ({j}_data[{wid[0] - 1}:0]),
+    .in_r_i     ({j}_data[{wid[0] + wid[1] - 1}:{wid[0]}]),
+    .in_user_i  (1'b0),
+    .out_valid_o({dst}_valid),
+    .out_ready_i({dst}_ready),
+    .out_data_o ({dst}_data),
+    .out_user_o (unused_{uid})
+  );
+""")
+        else:  # validate() refuses unknown ops already
+            raise DataflowError(f"layer {lay.name}: op '{lay.op}' is not supported")
+    # logits + argmax (lowest index on ties) in the output register
+    lt = model.types[model.output]
+    nl, lb = _shape3(lt.shape)[2], lt.bits
+    cw = max(1, (nl - 1).bit_length())
+    lo = sid[model.output]
+    top.body.append(f"""  // logits -> argmax (lowest index on ties: strictly greater replaces) -> output register
+  logic [{cw - 1}:0] cls_d;
+  logic signed [{lb - 1}:0] best;
+  logic [{cw + nl * lb - 1}:0] out_payload;
+  always_comb begin
+    cls_d = '0;
+    best  = $signed({lo}_data[{lb - 1}:0]);
+    for (int i = 1; i < {nl}; i++) begin
+      if ($signed({lo}_data[i*{lb} +: {lb}]) > best) begin
+        cls_d = {cw}'(i);
+        best  = $signed({lo}_data[i*{lb} +: {lb}]);
+      end
+    end
+  end
+  stream_reg #(
+    .DataWidth({cw + nl * lb})
+  ) u_out_reg (
+    .clk_i,
+    .rst_ni,
+    .in_valid_i ({lo}_valid),
+    .in_ready_o ({lo}_ready),
+    .in_data_i  ({{cls_d, {lo}_data}}),
+    .out_valid_o,
+    .out_ready_i,
+    .out_data_o (out_payload)
+  );
+  assign {{out_class_o, out_data_o}} = out_payload;
+""")
+    name = f"dataflow_{tag}"
+    sv = f"""// Generated by hwgen.dataflow from model '{model.name}': do not edit.
+// Folding (layer: Pe x Simd): {', '.join(f'{k}: {v[0]}x{v[1]}' for k, v in folding.items())}
+module {name} (
+  input  logic                 clk_i,
+  input  logic                 rst_ni,
+  input  logic                 in_valid_i,
+  output logic                 in_ready_o,
+  input  logic [{ic * model.input_bits - 1}:0]  in_data_i,
+  output logic                 out_valid_o,
+  input  logic                 out_ready_i,
+  output logic [{nl * lb - 1}:0] out_data_o,
+  output logic [{cw - 1}:0]    out_class_o
+);
+{chr(10).join(top.decls)}
+
+{chr(10).join(top.body)}
+endmodule
+"""
+    path = out / f"{name}.sv"
+    if not path.exists() or path.read_text() != sv:  # unchanged: keep the build up to date
+        path.write_text(sv)
+    plan = dict(model=model.name, top=name, folding={k: list(v) for k, v in folding.items()},
+                in_bits=model.input_bits, in_shape=[ih, iw, ic], num_logits=nl, logit_bits=lb,
+                expected_cycles=expected_cycles_per_image(model, folding),
+                unit_cycles=unit_cycles(model, folding), binary_search=binary_search,
+                **top.info)
+    (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
+    return path
+
+
+RTL_SOURCES = ["mvau.sv", "dense_buffer.sv", "mac_array.sv", "ram_sdp.sv", "threshold_quant.sv",
+               "log2_act.sv", "shift_quant.sv", "stream_reg.sv", "residual_add.sv",
+               "stream_fifo.sv", "stream_fork.sv", "stream_join.sv", "sliding_window.sv",
+               "maxpool_stream.sv"]

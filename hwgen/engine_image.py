@@ -39,12 +39,14 @@ OP_LOAD, OP_MAC, OP_ACT, OP_ADD, OP_POOL, OP_OUT = range(6)
 ACT_NONE, ACT_THRESHOLD, ACT_LOG2, ACT_SHIFT = range(4)
 ACT_CODE = {"threshold": ACT_THRESHOLD, "log2": ACT_LOG2, "shift": ACT_SHIFT}
 
-# Descriptor fields, in word order within a pass (32 words per pass, unused ones zero).
-FIELDS = ("op", "act", "act_param", "code_max", "thr_group", "src", "in_h", "in_w", "in_c",
-          "dst", "out_h", "out_w", "out_c", "kernel", "stride", "pad", "tab", "chunks",
-          "groups", "wgt", "bias", "src2", "m_shift", "r_shift", "add_sel")
-DESC_WORDS = 32
-TAB_LANE_BITS = 64  # kernel-table entry: [63] valid, [55:48] dy, [47:40] dx, [31:0] offset
+# Descriptor fields, in order (field i is bits [32*(i%2) +: 32] of 64-bit word i//2 of the
+# pass's 16 words; signed values two's complement). Must match rtl/nuq_engine.sv (F* indices).
+FIELDS = ("op", "act", "act_param", "code_max", "thr_group", "out_h", "out_w", "out_c",
+          "groups", "rows", "inner", "in_h", "in_w", "win_y0", "win_x0", "stride", "org0",
+          "ox_step", "oy_step", "row_step", "in_step", "g_step", "src2_off", "dst", "px_step",
+          "tab", "wgt", "bias", "m_shift", "r_shift", "add_sel", "n_writes")
+DESC_WORDS = 16       # 64-bit ROM words per pass
+TAB_LANE_BITS = 9     # kernel-table lane: [8] valid, [7:0] dx (column offset in the window)
 
 AccWidthDefault = 16  # residual_add width when the model has no add layer (instance unused)
 
@@ -57,6 +59,14 @@ MAX_DIM = 1 << 15
 MAX_ADDR_BITS = 24
 MAX_ADD_WIDTHS = 4     # distinct residual out_bits (one residual_add instance each)
 MAX_ACC_WIDTH = 62
+
+
+def banks_for(cfg: "EngineConfig", in_c: int) -> int:
+    """Data-memory banks: the smallest power of two >= max(Simd, 2*Pe, InC, 2), so that a MAC
+    beat (Simd contiguous values), an ADD beat (2 x Pe values in complementary bank halves) and
+    a pixel load (InC values) each touch every bank at most once."""
+    need = max(cfg.simd, 2 * cfg.pe, in_c, 2)
+    return 1 << (need - 1).bit_length()
 
 
 class EngineLimitError(ValueError):
@@ -164,9 +174,12 @@ def _build_passes(model: IntModel, cfg: EngineConfig) -> list[Pass]:
                 k, s, p = 1, 1, 0
                 f.update(in_h=1, in_w=1, in_c=xh * xw * xc)
                 fan_in = xh * xw * xc
-            chunks = -(-fan_in // cfg.simd)
+            # a beat reads Simd contiguous values of one kernel row (K*Cin contiguous words)
+            segs = -(-(k * f["in_c"]) // cfg.simd)
+            chunks = k * segs
             groups = -(-oc // cfg.pe)
-            f.update(kernel=k, stride=s, pad=p, chunks=chunks, groups=groups, act=ACT_NONE)
+            f.update(kernel=k, stride=s, pad=p, segs=segs, chunks=chunks, groups=groups,
+                     act=ACT_NONE)
             ps = Pass(lay.name, OP_MAC, f, (src,), lay.name, lay.name,
                       macs=oh * ow * oc * fan_in, beats=oh * ow * groups * chunks)
             nxt = cons[lay.name]
@@ -203,9 +216,29 @@ def _build_passes(model: IntModel, cfg: EngineConfig) -> list[Pass]:
     return passes
 
 
-def _allocate(passes: list[Pass]) -> tuple[dict[str, int], int]:
-    """First-fit allocation of every stored tensor; a tensor is freed after its last reader,
-    and never overlaps a tensor read by the pass that writes it."""
+def _phases(passes: list[Pass], banks: int) -> dict[str, int]:
+    """Bank phase (base address mod ``banks``) of every stored tensor: 0, except the second
+    operand r of a residual add, at ``banks/2``, so that an ADD beat reads m (lanes from bank
+    base_m + i) and r (from base_r + i) in complementary bank halves."""
+    phase: dict[str, int] = {}
+    for p in passes:
+        if p.op == OP_ADD:
+            m, r = p.reads
+            for t, ph in ((m, 0), (r, banks // 2)):
+                if phase.get(t, ph) != ph or m == r:
+                    raise EngineLimitError(f"layer {p.name}: tensor '{t}' is the first operand "
+                                           "of one residual add and the second of another (or "
+                                           "both operands of one): the banked data memory "
+                                           "cannot read both in one cycle (engine limit)")
+                phase[t] = ph
+    return phase
+
+
+def _allocate(passes: list[Pass], banks: int = 1) -> tuple[dict[str, int], int]:
+    """First-fit allocation of every stored tensor at a base of its bank phase
+    (:func:`_phases`); a tensor is freed after its last reader, and never overlaps a tensor
+    read by the pass that writes it."""
+    phase = _phases(passes, banks)
     sizes = {}
     for p in passes:
         if p.writes:
@@ -221,12 +254,17 @@ def _allocate(passes: list[Pass]) -> tuple[dict[str, int], int]:
     for i, p in enumerate(passes):
         if p.writes:
             n = sizes[p.writes]
+            ph = phase.get(p.writes, 0)
+
+            def align(x: int) -> int:
+                return x + (ph - x) % banks
+
             spans = sorted(live.values())
-            base = 0
+            base = align(0)
             for lo, hi in spans:
                 if base + n <= lo:
                     break
-                base = max(base, hi)
+                base = max(base, align(hi))
             live[p.writes] = (base, base + n)
             addr[p.writes] = base
             depth = max(depth, base + n)
@@ -259,7 +297,8 @@ def required_params(model: IntModel, cfg: EngineConfig) -> dict[str, Any]:
 def _plan_core(model: IntModel, cfg: EngineConfig) -> EnginePlan:
     t = model.types
     passes = _build_passes(model, cfg)
-    addr, depth = _allocate(passes)
+    banks = banks_for(cfg, _shape3(model.input_shape)[2])
+    addr, depth = _allocate(passes, banks)
     in_bits = model.input_bits
     act_bits = 1
     for i, lay in enumerate(model.layers):
@@ -299,11 +338,14 @@ def _plan_core(model: IntModel, cfg: EngineConfig) -> EnginePlan:
     ih, iw, ic = _shape3(model.input_shape)
     logits = int(np.prod(t[model.output].shape))
     wgt_depth = sum(p.fields["groups"] * p.fields["chunks"] for p in passes if p.op == OP_MAC)
-    tab_depth = sum(p.fields["chunks"] for p in passes if p.op == OP_MAC)
+    tab_depth = sum(p.fields["segs"] for p in passes if p.op == OP_MAC)
+    bank_depth = max(2, -(-depth // banks))
+    _limit(cfg.pe * cfg.simd * w_bits <= 4096, "weights", f"a weight word of Pe*Simd*WBits = "
+           f"{cfg.pe * cfg.simd * w_bits} bits exceeds the ROM limit 4096")
     bias_depth = sum(p.fields["groups"] for p in passes if p.op == OP_MAC)
     params = dict(Pe=cfg.pe, Simd=cfg.simd, CodeBits=code_bits, ActBits=act_bits, WBits=w_bits,
                   AccWidth=acc_width, BiasWidth=bias_width, MaxBeats=max_beats,
-                  MemDepth=max(depth, 1), NumPasses=len(passes), WgtDepth=max(wgt_depth, 1),
+                  Banks=banks, BankDepth=bank_depth, NumPasses=len(passes), WgtDepth=max(wgt_depth, 1),
                   TabDepth=max(tab_depth, 1), BiasDepth=max(bias_depth, 1),
                   ThrChannels=max(thr_channels, cfg.pe), InH=ih, InW=iw, InC=ic, InBits=in_bits,
                   NumLogits=logits, BinarySearch=cfg.binary_search)
@@ -312,7 +354,8 @@ def _plan_core(model: IntModel, cfg: EngineConfig) -> EnginePlan:
 
 def plan(model: IntModel, cfg: EngineConfig = EngineConfig()) -> EnginePlan:
     """Passes, memory map and parameters of ``model`` on an engine of shape ``cfg``; fills
-    every descriptor field. Raises :class:`EngineLimitError` for what the engine cannot run."""
+    every descriptor field (:data:`FIELDS`: the loop bounds and the address steps the engine's
+    counters add). Raises :class:`EngineLimitError` for what the engine cannot run."""
     pl = _plan_core(model, cfg)
     wgt = tab = bias = 0
     for p in pl.passes:
@@ -323,23 +366,54 @@ def plan(model: IntModel, cfg: EngineConfig = EngineConfig()) -> EnginePlan:
             f["src"] = pl.addr[p.reads[0]]
         if p.op == OP_ADD:
             f["src2"] = pl.addr[p.reads[1]]
+            f["src2_off"] = f["src2"] - f["src"]
             f["add_sel"] = pl.add_widths.index(pl.model.layer(p.layer).attrs["out_bits"])
         if p.op == OP_MAC:
             f.update(wgt=wgt, tab=tab, bias=bias)
             wgt += f["groups"] * f["chunks"]
-            tab += f["chunks"]
+            tab += f["segs"]
             bias += f["groups"]
         if p.act_layer:
             act = pl.model.layer(p.act_layer)
             f["code_max"] = (1 << act.attrs["a_bits"]) - 1
             f["act_param"] = int(act.attrs.get("shift", act.attrs.get("offset", 0)))
+        _loop_fields(p, cfg)
     return pl
+
+
+def _loop_fields(p: Pass, cfg: EngineConfig) -> None:
+    """Loop bounds and address steps of pass ``p`` (the engine's counters add these; beat order
+    pixel (oy, ox), channel group, kernel row, inner index)."""
+    f = p.fields
+    one = dict(rows=1, inner=1, stride=1, win_y0=0, win_x0=0, row_step=0, in_step=0)
+    if p.op == OP_LOAD:
+        f.update(one, groups=1, px_step=f["out_c"], n_writes=f["out_h"] * f["out_w"],
+                 org0=0, ox_step=0, oy_step=0, g_step=0)
+        return
+    if p.op == OP_OUT:
+        n = f["out_c"]
+        f.update(one, out_h=1, out_w=n, out_c=1, groups=1, org0=f["src"], ox_step=1,
+                 oy_step=0, g_step=0, px_step=0, n_writes=0)
+        return
+    h, w, c = f["in_h"], f["in_w"], f["in_c"]
+    f.update(px_step=f["out_c"], n_writes=f["out_h"] * f["out_w"] * f["groups"])
+    if p.op == OP_MAC:
+        k, s, pad = f["kernel"], f["stride"], f["pad"]
+        f.update(rows=k, inner=f["segs"], stride=s, win_y0=-pad, win_x0=-pad,
+                 org0=f["src"] - (pad * w + pad) * c, ox_step=s * c, oy_step=s * w * c,
+                 row_step=w * c, in_step=cfg.simd, g_step=0)
+    elif p.op == OP_POOL:
+        k, s = f["kernel"], f["stride"]
+        f.update(rows=k, inner=k, stride=s, win_y0=0, win_x0=0, org0=f["src"], ox_step=s * c,
+                 oy_step=s * w * c, row_step=w * c, in_step=c, g_step=cfg.pe)
+    else:  # ACT, ADD: one beat of Pe channels per (pixel, group)
+        f.update(one, org0=f["src"], ox_step=c, oy_step=w * c, g_step=cfg.pe)
 
 
 def check_fits(pl: EnginePlan, params: dict[str, Any]) -> None:
     """Raise :class:`EngineLimitError` naming the parameter when the engine built with
     ``params`` cannot run ``pl`` (a model/build mismatch), before any simulation."""
-    exact = ("Pe", "Simd", "InH", "InW", "InC", "InBits", "NumLogits", "BinarySearch")
+    exact = ("Pe", "Simd", "Banks", "InH", "InW", "InC", "InBits", "NumLogits", "BinarySearch")
     for k in exact:
         if params.get(k) != pl.params[k]:
             raise EngineLimitError(f"engine parameter {k} = {params.get(k)} but model "
@@ -388,16 +462,39 @@ def _write(path: Path, words: list[int], bits: int, depth: int) -> None:
     path.write_text("".join(_hex(w, bits) + "\n" for w in words))
 
 
-def _tab_entries(p: Pass) -> list[int]:
+def _tab_entries(p: Pass, simd: int) -> list[int]:
+    """Kernel-table words of MAC pass ``p``, one per segment of a kernel row: lane s of segment
+    j holds im2col row element e = j*Simd + s, valid iff e < K*Cin, at column dx = e // Cin of
+    the window (the engine zeroes it when the column lies outside the image)."""
     f = p.fields
-    k, c, w = f["kernel"], f["in_c"], f["in_w"]
-    out = []
-    for idx in range(k * k * c):
-        dy, rem = divmod(idx, k * c)
-        dx, ch = divmod(rem, c)
-        off = (dy * w + dx) * c + ch
-        out.append((1 << 63) | (dy << 48) | (dx << 40) | off)
-    return out
+    k, c = f["kernel"], f["in_c"]
+    words = []
+    for j in range(f["segs"]):
+        lanes = []
+        for s in range(simd):
+            e = j * simd + s
+            lanes.append((1 << 8) | (e // c) if e < k * c else 0)
+        words.append(_pack(lanes, TAB_LANE_BITS))
+    return words
+
+
+def _weight_words(p: Pass, weight: np.ndarray, pe: int, simd: int, wb: int) -> list[int]:
+    """Weight ROM words of MAC pass ``p`` in beat order (group, kernel row, segment): PE p lane
+    s of a beat holds the weight of output channel g*Pe + p for im2col row element seg*Simd + s
+    of kernel row ky (0 past the row or the channels)."""
+    f = p.fields
+    k, segs = f["kernel"], f["segs"]
+    cout = weight.shape[0]
+    rows = weight.reshape(cout, k, -1)              # (ky, kx, c) order: row ky, element e
+    wpad = np.zeros((f["groups"] * pe, k, segs * simd), dtype=np.int64)
+    wpad[:cout, :, :rows.shape[2]] = rows
+    words = []
+    for g in range(f["groups"]):
+        for ky in range(k):
+            for j in range(segs):
+                blk = wpad[g * pe:(g + 1) * pe, ky, j * simd:(j + 1) * simd]
+                words.append(_pack(blk.reshape(-1), wb))
+    return words
 
 
 def write_image(pl: EnginePlan, out_dir: str | Path, params: dict[str, Any] | None = None,
@@ -420,38 +517,30 @@ def write_image(pl: EnginePlan, out_dir: str | Path, params: dict[str, Any] | No
     thr_levels = (1 << params["ActBits"]) - 1
     thr = np.full((params["ThrChannels"], thr_levels), (1 << (acc - 1)) - 1, dtype=np.int64)
     for p in pl.passes:
-        row = [0] * DESC_WORDS
-        row[0] = p.op
+        row = [0] * (2 * DESC_WORDS)
         for k, v in p.fields.items():
-            row[FIELDS.index(k)] = int(v) & 0xFFFFFFFF
+            if k in FIELDS:
+                row[FIELDS.index(k)] = int(v) & 0xFFFFFFFF
+        row[0] = p.op
         if p.op == OP_ADD:
             sel = add_widths.index(pl.model.layer(p.layer).attrs["out_bits"])
             row[FIELDS.index("add_sel")] = sel
-        desc += row
+        desc += [row[2 * i] | (row[2 * i + 1] << 32) for i in range(DESC_WORDS)]
         f = p.fields
         if p.op == OP_MAC:
             lay = pl.model.layer(p.layer)
-            wmat = lay.arrays["weight"].reshape(lay.arrays["weight"].shape[0], -1)
-            cout, fan = wmat.shape
-            wpad = np.zeros((f["groups"] * pe, f["chunks"] * simd), dtype=np.int64)
-            wpad[:cout, :fan] = wmat
-            for g in range(f["groups"]):
-                for j in range(f["chunks"]):
-                    blk = wpad[g * pe:(g + 1) * pe, j * simd:(j + 1) * simd]
-                    wgt.append(_pack(blk.reshape(-1), wb))
+            wgt += _weight_words(p, lay.arrays["weight"], pe, simd, wb)
             b = np.zeros(f["groups"] * pe, dtype=np.int64)
             if "bias" in lay.arrays:
-                b[:cout] = lay.arrays["bias"]
+                b[:lay.arrays["weight"].shape[0]] = lay.arrays["bias"]
             for g in range(f["groups"]):
                 bias.append(_pack(b[g * pe:(g + 1) * pe], bw))
-            ent = _tab_entries(p) + [0] * (f["chunks"] * simd - fan)
-            for j in range(f["chunks"]):
-                tab.append(_pack(ent[j * simd:(j + 1) * simd], TAB_LANE_BITS))
+            tab += _tab_entries(p, simd)
         if f.get("act") == ACT_THRESHOLD:
             t = pl.model.layer(p.act_layer).arrays["thresholds"]
             c0 = f["thr_group"] * pe
             thr[c0:c0 + t.shape[0], :t.shape[1]] = t
-    _write(out / "desc.memh", desc, 32, params["NumPasses"] * DESC_WORDS)
+    _write(out / "desc.memh", desc, 64, params["NumPasses"] * DESC_WORDS)
     _write(out / "wgt.memh", wgt, pe * simd * wb, params["WgtDepth"])
     _write(out / "bias.memh", bias, pe * bw, params["BiasDepth"])
     _write(out / "tab.memh", tab, simd * TAB_LANE_BITS, params["TabDepth"])
@@ -488,10 +577,11 @@ def ideal_cycles(pl: EnginePlan) -> int:
 
 
 def wrapper_sv(params: dict[str, Any], add_widths: Sequence[int], image_dir: str | Path,
-               top: str = "engine_top") -> str:
+               top: str = "engine_top", relative: bool = False) -> str:
     """SystemVerilog of a parameter-free top ``top`` that instantiates ``nuq_engine`` with
-    ``params`` and the memory images of ``image_dir`` (absolute paths)."""
-    d = Path(image_dir).resolve()
+    ``params`` and the memory images of ``image_dir`` (absolute paths, or ``image_dir`` as
+    given with ``relative``: Yosys opens only paths relative to where it runs)."""
+    d = Path(image_dir) if relative else Path(image_dir).resolve()
     widths = list(add_widths) or [AccWidthDefault]
     add_vec = 0
     for i, w in enumerate(widths):

@@ -10,14 +10,17 @@
 // output stream (with argmax, lowest index on ties). After the last pass the engine starts over
 // with the next image; no reset is needed between images.
 //
-// Data memory: MemDepth words of AccWidth bits, one value (code or accumulator) per word,
-// tensors in (H, W, C) order at descriptor base addresses. It is a simulation model of a banked
-// memory with max(Simd, 2*Pe) read ports and a Pe-lane (max(Pe, InC)) contiguous write port.
-// MAC beats: the im2col vector of a dot product (order ky, kx, c) is cut into chunks of Simd
-// contiguous elements; the kernel table gives each lane (valid, dy, dx, offset), so lanes with
-// Cin < Simd are not wasted and padding lanes read zero. One beat per cycle, back to back
-// across dot products, output channel groups and pixels; between passes the pipeline drains.
-// Beats carry {group, lanes, address} as user bits through the blocks to the writer.
+// Hardware (docs/engine.md): every memory is a ram_sdp (one write port, one synchronous read
+// port). Data memory (data_mem): Banks banks of AccWidth-bit words, one value per word, tensors
+// in (H, W, C) order, flat address a in bank a mod Banks; every access is a run of contiguous
+// addresses (Simd im2col elements of one kernel row for a MAC beat, Pe channels of one pixel
+// otherwise, the two operands of an ADD in complementary bank halves), so each bank serves one
+// lane per cycle. ROMs: descriptor (prefetched for the next pass while the current one runs,
+// two 32-bit fields a word), kernel table, weights, biases. Addresses come from counters that
+// add descriptor steps (no multiplier). A MAC dot product is ceil(K*Cin/Simd) beats per kernel
+// row; the kernel table gives each lane (valid, dx) for the padding test. One beat per cycle,
+// back to back across dot products, channel groups and pixels; between passes the pipeline
+// drains. Beats carry {group, lanes, address} as user bits through the blocks to the writer.
 `include "nuq_assert.svh"
 
 module nuq_engine #(
@@ -37,13 +40,15 @@ module nuq_engine #(
   parameter int BiasWidth    = 8,
   /// Largest number of MAC beats in one dot product; 1..65536.
   parameter int MaxBeats     = 16,
-  /// Data-memory depth in words; 1..2^24.
-  parameter int MemDepth     = 1024,
-  /// Number of passes in the descriptor ROM (32 words each); 2..4096.
+  /// Data-memory banks: a power of two >= max(Simd, 2*Pe, InC); 2..128.
+  parameter int Banks        = 8,
+  /// Words per data-memory bank; 2..2^20.
+  parameter int BankDepth    = 128,
+  /// Number of passes in the descriptor ROM (16 words of 64 bits each); 2..4096.
   parameter int NumPasses    = 2,
   /// Weight ROM depth in words of Pe*Simd*WBits bits; >= 1.
   parameter int WgtDepth     = 1,
-  /// Kernel-table ROM depth in words of Simd*64 bits; >= 1.
+  /// Kernel-table ROM depth in words of Simd*9 bits; >= 1.
   parameter int TabDepth     = 1,
   /// Bias ROM depth in words of Pe*BiasWidth bits; >= 1.
   parameter int BiasDepth    = 1,
@@ -53,7 +58,7 @@ module nuq_engine #(
   parameter int InH          = 2,
   /// Input image width in pixels; >= 1.
   parameter int InW          = 2,
-  /// Input channels per pixel (one pixel per input beat); 1..64.
+  /// Input channels per pixel (one pixel per input beat); 1..Banks.
   parameter int InC          = 1,
   /// Input pixel width in bits, unsigned; 1..CodeBits.
   parameter int InBits       = 4,
@@ -65,7 +70,7 @@ module nuq_engine #(
   parameter int NumAddWidths = 1,
   /// Saturation width of residual_add instance i at bits [8*i +: 8]; each 2..62.
   parameter logic [8*NumAddWidths-1:0] AddWidths = 8'd16,
-  /// Descriptor ROM image ($readmemh, 32-bit words); "" leaves it empty (lint only).
+  /// Descriptor ROM image ($readmemh, 64-bit words); "" leaves it empty (lint only).
   parameter      DescFile     = "",
   /// Weight ROM image ($readmemh).
   parameter      WgtFile      = "",
@@ -106,12 +111,13 @@ module nuq_engine #(
     `NUQ_ELAB_FATAL((1, "nuq_engine: ActBits=%0d must lie in 1..8, CodeBits=%0d in ActBits..16",
                      ActBits, CodeBits))
   end
-  if (InBits < 1 || InBits > CodeBits || InC < 1 || InC > 64) begin : gen_check_in
-    `NUQ_ELAB_FATAL((1, "nuq_engine: InBits=%0d must lie in 1..CodeBits, InC=%0d in 1..64",
+  if (InBits < 1 || InBits > CodeBits || InC < 1 || InC > Banks) begin : gen_check_in
+    `NUQ_ELAB_FATAL((1, "nuq_engine: InBits=%0d must lie in 1..CodeBits, InC=%0d in 1..Banks",
                      InBits, InC))
   end
-  if (MemDepth < 1 || MemDepth > (1 << 24)) begin : gen_check_mem
-    `NUQ_ELAB_FATAL((1, "nuq_engine: MemDepth=%0d must lie in 1..2^24", MemDepth))
+  if (Banks < Simd || Banks < 2 * Pe || (1 << $clog2(Banks)) != Banks) begin : gen_check_banks
+    `NUQ_ELAB_FATAL((1, "nuq_engine: Banks=%0d must be a power of two >= Simd=%0d and 2*Pe=%0d",
+                     Banks, Simd, 2 * Pe))
   end
   if (NumPasses < 2 || NumPasses > 4096) begin : gen_check_passes
     `NUQ_ELAB_FATAL((1, "nuq_engine: NumPasses=%0d must lie in 2..4096", NumPasses))
@@ -132,207 +138,387 @@ module nuq_engine #(
   end
 
   // ---- constants -----------------------------------------------------------------------------
-  localparam int OpLoad = 0, OpMac = 1, OpAct = 2, OpAdd = 3, OpPool = 4, OpOut = 5;
-  localparam int ActNone = 0, ActThr = 1, ActLog2 = 2, ActShift = 3;
-  localparam int AddrWidth  = (MemDepth > 1) ? $clog2(MemDepth) : 1;
-  localparam int LaneW      = $clog2(Pe + 1);
+  localparam logic [2:0] OpLoad = 3'd0, OpMac = 3'd1, OpAct = 3'd2, OpAdd = 3'd3;
+  localparam logic [2:0] OpPool = 3'd4, OpOut = 3'd5;
+  localparam logic [1:0] ActNone = 2'd0, ActThr = 2'd1, ActLog2 = 2'd2, ActShift = 2'd3;
+  localparam int AddrWidth  = $clog2(Banks) + $clog2(BankDepth);  // flat data address
+  localparam int LaneW      = $clog2(Banks + 1);
   localparam int ThrGroups  = ThrChannels / Pe;
   localparam int GroupWidth = (ThrGroups > 1) ? $clog2(ThrGroups) : 1;
   localparam int UserWidth  = GroupWidth + LaneW + AddrWidth;
-  localparam int Wl         = (Pe > InC) ? Pe : InC;     // write-port lanes
-  localparam int Nr         = (Simd > 2 * Pe) ? Simd : 2 * Pe;  // read ports
   localparam int PassW      = $clog2(NumPasses);
-  localparam int DescDepth  = NumPasses * 32;
+  localparam int DescWords  = 16;            // 64-bit words per pass: two 32-bit fields each
+  localparam int NumFields  = 2 * DescWords;
   localparam int ShiftWidth = $clog2(AccWidth);
   localparam int OffWidth   = $clog2(AccWidth) + 1;
+  localparam int CntW       = 24;            // loop counters
+  localparam int DimW       = 18;            // signed window coordinates
+  localparam int TabLaneW   = 9;             // kernel-table lane: {valid, dx[7:0]}
+  localparam int WgtAw      = (WgtDepth > 1) ? $clog2(WgtDepth) : 1;
+  localparam int TabAw      = (TabDepth > 1) ? $clog2(TabDepth) : 1;
+  localparam int BiasAw     = (BiasDepth > 1) ? $clog2(BiasDepth) : 1;
   // Without a threshold image (lint, no threshold layer) the table is writable and stays unused.
   localparam int ThrChanW   = (ThrChannels > 1) ? $clog2(ThrChannels) : 1;
   localparam int ThrWritable = (ThrFile == "") ? 1 : 0;
+  // Descriptor field indices (hwgen.engine_image.FIELDS, same order).
+  localparam int FOp = 0, FAct = 1, FActParam = 2, FCodeMax = 3, FThrGroup = 4, FOutH = 5;
+  localparam int FOutW = 6, FOutC = 7, FGroups = 8, FRows = 9, FInner = 10, FInH = 11;
+  localparam int FInW = 12, FWinY0 = 13, FWinX0 = 14, FStride = 15, FOrg0 = 16, FOxStep = 17;
+  localparam int FOyStep = 18, FRowStep = 19, FInStep = 20, FGStep = 21, FSrc2Off = 22;
+  localparam int FDst = 23, FPxStep = 24, FTab = 25, FWgt = 26, FBias = 27, FMShift = 28;
+  localparam int FRShift = 29, FAddSel = 30, FWrites = 31;
 
-  // ---- memories (ROMs from the generated images) ---------------------------------------------
-  logic [31:0]                desc_mem [DescDepth];
-  logic [Pe*Simd*WBits-1:0]   wgt_mem  [WgtDepth];
-  logic [Pe*BiasWidth-1:0]    bias_mem [BiasDepth];
-  logic [Simd*64-1:0]         tab_mem  [TabDepth];
-  logic [AccWidth-1:0]        mem_q    [MemDepth];
+  // ---- descriptor prefetch: the next pass's 16 words, one per cycle, into a shadow ----------
+  logic [PassW-1:0]        pass_q, pf_pass_q;
+  logic [4:0]              pf_idx_q;    // next word to request, 0..DescWords
+  logic                    pf_got_q;    // a word requested in the previous cycle arrives now
+  logic [3:0]              pf_widx_q;   // its index
+  logic [63:0]             desc_word;
+  logic [32*NumFields-1:0] sh_q;        // shadow descriptor of the next pass
+  logic                    pf_done, act_valid_q, pass_done, sw;
 
-  initial begin
-    if (DescFile != "") $readmemh(DescFile, desc_mem);
-    if (WgtFile != "") $readmemh(WgtFile, wgt_mem);
-    if (BiasFile != "") $readmemh(BiasFile, bias_mem);
-    if (TabFile != "") $readmemh(TabFile, tab_mem);
+  ram_sdp #(
+    .Width   (64),
+    .Depth   (NumPasses * DescWords),
+    .InitFile(DescFile)
+  ) u_desc (
+    .clk_i,
+    .we_i   (1'b0),
+    .waddr_i('0),
+    .wdata_i('0),
+    .re_i   (pf_idx_q < 5'(DescWords)),
+    .raddr_i({pf_pass_q, pf_idx_q[3:0]}),
+    .rdata_o(desc_word)
+  );
+
+  assign pf_done = (pf_idx_q == 5'(DescWords)) && !pf_got_q;
+  assign sw      = pf_done && (!act_valid_q || pass_done);
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      pf_pass_q   <= '0;
+      pf_idx_q    <= '0;
+      pf_got_q    <= 1'b0;
+      pf_widx_q   <= '0;
+      sh_q        <= '0;
+      pass_q      <= '0;
+      act_valid_q <= 1'b0;
+    end else begin
+      pf_got_q  <= pf_idx_q < 5'(DescWords);
+      pf_widx_q <= pf_idx_q[3:0];
+      if (pf_got_q) sh_q[64*32'(pf_widx_q) +: 64] <= desc_word;
+      if (sw) begin
+        pass_q      <= pf_pass_q;
+        act_valid_q <= 1'b1;
+        pf_pass_q   <= (32'(pf_pass_q) == NumPasses - 1) ? '0 : pf_pass_q + 1'b1;
+        pf_idx_q    <= '0;
+      end else if (pf_idx_q < 5'(DescWords)) begin
+        pf_idx_q <= pf_idx_q + 1'b1;
+      end
+    end
   end
 
-  // ---- sequencer state -----------------------------------------------------------------------
-  logic [PassW-1:0] pass_q;
-  int               oy_q, ox_q, g_q, j_q, ky_q, kx_q, cnt_q, wr_cnt_q;
-  logic             issued_q;  // every beat of the pass has been issued
+  function automatic logic [31:0] fld(logic [32*NumFields-1:0] d, int i);
+    return d[32*i +: 32];
+  endfunction
 
-  // Descriptor fields of the current pass.
-  int d_op, d_act, d_act_param, d_code_max, d_thr_group, d_src, d_in_h, d_in_w, d_in_c;
-  int d_dst, d_out_h, d_out_w, d_out_c, d_kernel, d_stride, d_pad, d_tab, d_chunks, d_groups;
-  int d_wgt, d_bias, d_src2, d_m_shift, d_r_shift, d_add_sel;
+  // Active descriptor fields (loaded from the shadow when the pass starts), at their widths.
+  logic [2:0]            d_op;
+  logic [1:0]            d_act, d_add_sel;
+  logic [OffWidth-1:0]   d_act_param;
+  logic [ActBits-1:0]    d_code_max;
+  logic [4:0]            d_m_shift, d_r_shift;
+  logic [CntW-1:0]       d_out_h, d_out_w, d_out_c, d_groups, d_rows, d_inner, d_writes;
+  logic [DimW-1:0]       d_in_h, d_in_w, d_win_x0, d_stride;
+  logic [AddrWidth-1:0]  d_ox_step, d_oy_step, d_row_step, d_in_step, d_g_step, d_src2_off;
+  logic [AddrWidth-1:0]  d_px_step;
+  logic [TabAw-1:0]      d_tab;
+  logic [WgtAw-1:0]      d_wgt;
+  logic [BiasAw-1:0]     d_bias;
+  logic [GroupWidth-1:0] d_thr_group;
 
-  always_comb begin
-    d_op        = $signed(desc_mem[{pass_q, 5'd0}]);
-    d_act       = $signed(desc_mem[{pass_q, 5'd1}]);
-    d_act_param = $signed(desc_mem[{pass_q, 5'd2}]);
-    d_code_max  = $signed(desc_mem[{pass_q, 5'd3}]);
-    d_thr_group = $signed(desc_mem[{pass_q, 5'd4}]);
-    d_src       = $signed(desc_mem[{pass_q, 5'd5}]);
-    d_in_h      = $signed(desc_mem[{pass_q, 5'd6}]);
-    d_in_w      = $signed(desc_mem[{pass_q, 5'd7}]);
-    d_in_c      = $signed(desc_mem[{pass_q, 5'd8}]);
-    d_dst       = $signed(desc_mem[{pass_q, 5'd9}]);
-    d_out_h     = $signed(desc_mem[{pass_q, 5'd10}]);
-    d_out_w     = $signed(desc_mem[{pass_q, 5'd11}]);
-    d_out_c     = $signed(desc_mem[{pass_q, 5'd12}]);
-    d_kernel    = $signed(desc_mem[{pass_q, 5'd13}]);
-    d_stride    = $signed(desc_mem[{pass_q, 5'd14}]);
-    d_pad       = $signed(desc_mem[{pass_q, 5'd15}]);
-    d_tab       = $signed(desc_mem[{pass_q, 5'd16}]);
-    d_chunks    = $signed(desc_mem[{pass_q, 5'd17}]);
-    d_groups    = $signed(desc_mem[{pass_q, 5'd18}]);
-    d_wgt       = $signed(desc_mem[{pass_q, 5'd19}]);
-    d_bias      = $signed(desc_mem[{pass_q, 5'd20}]);
-    d_src2      = $signed(desc_mem[{pass_q, 5'd21}]);
-    d_m_shift   = $signed(desc_mem[{pass_q, 5'd22}]);
-    d_r_shift   = $signed(desc_mem[{pass_q, 5'd23}]);
-    d_add_sel   = $signed(desc_mem[{pass_q, 5'd24}]);
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      {d_op, d_act, d_add_sel, d_act_param, d_code_max, d_m_shift, d_r_shift} <= '0;
+      {d_out_h, d_out_w, d_out_c, d_groups, d_rows, d_inner, d_writes} <= '0;
+      {d_in_h, d_in_w, d_win_x0, d_stride} <= '0;
+      {d_ox_step, d_oy_step, d_row_step, d_in_step, d_g_step, d_src2_off, d_px_step} <= '0;
+      {d_tab, d_wgt, d_bias, d_thr_group} <= '0;
+    end else if (sw) begin
+      d_op        <= 3'(fld(sh_q, FOp));
+      d_act       <= 2'(fld(sh_q, FAct));
+      d_add_sel   <= 2'(fld(sh_q, FAddSel));
+      d_act_param <= OffWidth'(fld(sh_q, FActParam));
+      d_code_max  <= ActBits'(fld(sh_q, FCodeMax));
+      d_m_shift   <= 5'(fld(sh_q, FMShift));
+      d_r_shift   <= 5'(fld(sh_q, FRShift));
+      d_out_h     <= CntW'(fld(sh_q, FOutH));
+      d_out_w     <= CntW'(fld(sh_q, FOutW));
+      d_out_c     <= CntW'(fld(sh_q, FOutC));
+      d_groups    <= CntW'(fld(sh_q, FGroups));
+      d_rows      <= CntW'(fld(sh_q, FRows));
+      d_inner     <= CntW'(fld(sh_q, FInner));
+      d_writes    <= CntW'(fld(sh_q, FWrites));
+      d_in_h      <= DimW'(fld(sh_q, FInH));
+      d_in_w      <= DimW'(fld(sh_q, FInW));
+      d_win_x0    <= DimW'(fld(sh_q, FWinX0));
+      d_stride    <= DimW'(fld(sh_q, FStride));
+      d_ox_step   <= AddrWidth'(fld(sh_q, FOxStep));
+      d_oy_step   <= AddrWidth'(fld(sh_q, FOyStep));
+      d_row_step  <= AddrWidth'(fld(sh_q, FRowStep));
+      d_in_step   <= AddrWidth'(fld(sh_q, FInStep));
+      d_g_step    <= AddrWidth'(fld(sh_q, FGStep));
+      d_src2_off  <= AddrWidth'(fld(sh_q, FSrc2Off));
+      d_px_step   <= AddrWidth'(fld(sh_q, FPxStep));
+      d_tab       <= TabAw'(fld(sh_q, FTab));
+      d_wgt       <= WgtAw'(fld(sh_q, FWgt));
+      d_bias      <= BiasAw'(fld(sh_q, FBias));
+      d_thr_group <= GroupWidth'(fld(sh_q, FThrGroup));
+    end
   end
 
-  // ---- loop nest: oy, ox, g, then j (MAC chunk) or ky, kx (pool window) ----------------------
-  logic last_inner, last_g, last_px, last_beat, step, running;
-  int   pix, nlanes, grp_off, expected;
+  // writer side (driven by the writer below)
+  logic                      wr_valid;
+  logic [AddrWidth-1:0]      wr_addr;
+  logic [LaneW-1:0]          wr_lanes;
+  logic [Banks*AccWidth-1:0] wr_data;
 
-  always_comb begin
-    last_inner = 1'b1;
-    if (d_op == OpMac) last_inner = (j_q == d_chunks - 1);
-    if (d_op == OpPool) last_inner = (kx_q == d_kernel - 1) && (ky_q == d_kernel - 1);
-    last_g    = (d_op == OpLoad) || (d_op == OpOut) || (g_q == d_groups - 1);
-    last_px   = (ox_q == d_out_w - 1) && (oy_q == d_out_h - 1);
-    last_beat = (d_op == OpOut) ? (cnt_q == d_out_c - 1) : (last_inner && last_g && last_px);
-    pix       = oy_q * d_out_w + ox_q;
-    grp_off   = g_q * Pe;
-    nlanes    = (d_out_c - grp_off < Pe) ? d_out_c - grp_off : Pe;
-    expected  = (d_op == OpLoad) ? d_out_h * d_out_w
-              : (d_op == OpOut) ? 0 : d_out_h * d_out_w * d_groups;
+  // ---- loop nest: (oy, ox), group g, kernel row ky, inner index (MAC segment / pool kx) ------
+  // Every address is a counter that adds a descriptor step; nothing is multiplied.
+  logic [CntW-1:0]      oy_q, ox_q, g_q, ky_q, in_q, wr_cnt_q, rem_q;
+  logic [AddrWidth-1:0] org_row_q, org_q, grp_q, rrow_q, rd_q, wr_px_q, wr_q;
+  logic [DimW-1:0]      win_y_q, win_x_q, iy_q;   // signed window coordinates
+  logic [WgtAw-1:0]     wgt_q;
+  logic [TabAw-1:0]     tab_q;
+  logic [BiasAw-1:0]    bias_q;
+  logic [GroupWidth-1:0] thr_q;
+  logic                 issued_q;  // every beat of the pass has been issued
+  logic last_in, last_row, last_g, last_x, last_y, last_dot, last_beat, step, running, row_ok;
+  logic [LaneW-1:0]     nlanes;
+
+  assign last_in   = in_q == d_inner - 1'b1;
+  assign last_row  = ky_q == d_rows - 1'b1;
+  assign last_g    = g_q == d_groups - 1'b1;
+  assign last_x    = ox_q == d_out_w - 1'b1;
+  assign last_y    = oy_q == d_out_h - 1'b1;
+  assign last_dot  = last_in && last_row;
+  assign last_beat = last_dot && last_g && last_x && last_y;
+  assign nlanes    = (rem_q < CntW'(Pe)) ? LaneW'(rem_q) : LaneW'(Pe);
+  assign row_ok    = !iy_q[DimW-1] && ($signed(iy_q) < $signed(d_in_h));
+
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      {oy_q, ox_q, g_q, ky_q, in_q, wr_cnt_q, rem_q} <= '0;
+      {org_row_q, org_q, grp_q, rrow_q, rd_q, wr_px_q, wr_q} <= '0;
+      {win_y_q, win_x_q, iy_q} <= '0;
+      wgt_q    <= '0;
+      tab_q    <= '0;
+      bias_q   <= '0;
+      thr_q    <= '0;
+      issued_q <= 1'b1;
+    end else if (sw) begin
+      {oy_q, ox_q, g_q, ky_q, in_q, wr_cnt_q} <= '0;
+      rem_q     <= CntW'(fld(sh_q, FOutC));
+      org_row_q <= AddrWidth'(fld(sh_q, FOrg0));
+      org_q     <= AddrWidth'(fld(sh_q, FOrg0));
+      grp_q     <= AddrWidth'(fld(sh_q, FOrg0));
+      rrow_q    <= AddrWidth'(fld(sh_q, FOrg0));
+      rd_q      <= AddrWidth'(fld(sh_q, FOrg0));
+      wr_px_q   <= AddrWidth'(fld(sh_q, FDst));
+      wr_q      <= AddrWidth'(fld(sh_q, FDst));
+      win_y_q   <= DimW'(fld(sh_q, FWinY0));
+      iy_q      <= DimW'(fld(sh_q, FWinY0));
+      win_x_q   <= DimW'(fld(sh_q, FWinX0));
+      wgt_q     <= WgtAw'(fld(sh_q, FWgt));
+      tab_q     <= TabAw'(fld(sh_q, FTab));
+      bias_q    <= BiasAw'(fld(sh_q, FBias));
+      thr_q     <= GroupWidth'(fld(sh_q, FThrGroup));
+      issued_q  <= 1'b0;
+    end else begin
+      if (wr_valid) wr_cnt_q <= wr_cnt_q + 1'b1;
+      if (step) begin
+        if (last_beat) issued_q <= 1'b1;
+        wgt_q <= (last_dot && last_g) ? d_wgt : wgt_q + 1'b1;
+        if (!last_in) begin                       // next segment / pool column
+          in_q  <= in_q + 1'b1;
+          rd_q  <= rd_q + d_in_step;
+          tab_q <= tab_q + 1'b1;
+        end else if (!last_row) begin             // next kernel row
+          in_q   <= '0;
+          ky_q   <= ky_q + 1'b1;
+          rrow_q <= rrow_q + d_row_step;
+          rd_q   <= rrow_q + d_row_step;
+          iy_q   <= iy_q + 1'b1;
+          tab_q  <= d_tab;
+        end else if (!last_g) begin               // next channel group, same window
+          in_q   <= '0;
+          ky_q   <= '0;
+          g_q    <= g_q + 1'b1;
+          grp_q  <= grp_q + d_g_step;
+          rrow_q <= grp_q + d_g_step;
+          rd_q   <= grp_q + d_g_step;
+          iy_q   <= win_y_q;
+          tab_q  <= d_tab;
+          wr_q   <= wr_q + AddrWidth'(Pe);
+          rem_q  <= rem_q - CntW'(Pe);
+          bias_q <= bias_q + 1'b1;
+          thr_q  <= thr_q + 1'b1;
+        end else begin                            // next pixel
+          in_q    <= '0;
+          ky_q    <= '0;
+          g_q     <= '0;
+          tab_q   <= d_tab;
+          wr_px_q <= wr_px_q + d_px_step;
+          wr_q    <= wr_px_q + d_px_step;
+          rem_q   <= d_out_c;
+          bias_q  <= d_bias;
+          thr_q   <= d_thr_group;
+          if (!last_x) begin
+            ox_q    <= ox_q + 1'b1;
+            org_q   <= org_q + d_ox_step;
+            grp_q   <= org_q + d_ox_step;
+            rrow_q  <= org_q + d_ox_step;
+            rd_q    <= org_q + d_ox_step;
+            win_x_q <= win_x_q + d_stride;
+            iy_q    <= win_y_q;
+          end else begin
+            ox_q      <= '0;
+            oy_q      <= oy_q + 1'b1;
+            org_row_q <= org_row_q + d_oy_step;
+            org_q     <= org_row_q + d_oy_step;
+            grp_q     <= org_row_q + d_oy_step;
+            rrow_q    <= org_row_q + d_oy_step;
+            rd_q      <= org_row_q + d_oy_step;
+            win_x_q   <= d_win_x0;
+            win_y_q   <= win_y_q + d_stride;
+            iy_q      <= win_y_q + d_stride;
+          end
+        end
+      end
+    end
   end
 
   // User side band of a beat: {channel group for the thresholds, lanes, write address}.
   logic [UserWidth-1:0] seq_user;
-  int                   seq_addr;
-  assign seq_addr = d_dst + pix * d_out_c + grp_off;
-  assign seq_user = {GroupWidth'(d_thr_group + g_q), LaneW'(nlanes), AddrWidth'(seq_addr)};
+  assign seq_user = {thr_q, nlanes, wr_q};
 
-  // ---- data-memory read ports ----------------------------------------------------------------
-  logic signed [31:0]  rd_addr [Nr];  // not an int array: Icarus 11 mis-handles those
-  logic [AccWidth-1:0] rd_data [Nr];
-  logic [Simd*64-1:0]  tab_word;
-  logic [Simd-1:0]     lane_inb;
-  int                  win_y, win_x, win_base, iy, ix, dy, dx, off, pool_base;
-
-  assign tab_word = tab_mem[d_tab + j_q];
-
-  always_comb begin
-    win_y     = oy_q * d_stride - d_pad;
-    win_x     = ox_q * d_stride - d_pad;
-    win_base  = d_src + (win_y * d_in_w + win_x) * d_in_c;
-    pool_base = d_src + ((oy_q * d_stride + ky_q) * d_in_w + ox_q * d_stride + kx_q) * d_in_c
-              + grp_off;
-    lane_inb  = '0;
-    for (int p = 0; p < Nr; p++) rd_addr[p] = 0;
-    case (d_op)
-      OpMac: begin
-        for (int s = 0; s < Simd; s++) begin
-          dy  = 32'(tab_word[s*64+48 +: 8]);
-          dx  = 32'(tab_word[s*64+40 +: 8]);
-          off = $signed(tab_word[s*64 +: 32]);
-          iy  = win_y + dy;
-          ix  = win_x + dx;
-          lane_inb[s] = tab_word[s*64+63] && iy >= 0 && iy < d_in_h && ix >= 0 && ix < d_in_w;
-          rd_addr[s]  = win_base + off;
-        end
-      end
-      OpAct, OpAdd: begin
-        for (int l = 0; l < Pe; l++) begin
-          rd_addr[l]      = d_src + pix * d_in_c + grp_off + l;
-          rd_addr[Pe + l] = d_src2 + pix * d_in_c + grp_off + l;
-        end
-      end
-      OpPool: begin
-        for (int l = 0; l < Pe; l++) rd_addr[l] = pool_base + l;
-      end
-      OpOut: rd_addr[0] = d_src + cnt_q;
-      default: ;
-    endcase
-  end
-
-  for (genvar p = 0; p < Nr; p++) begin : gen_rd
-    logic                 ok;
-    logic [AddrWidth-1:0] rd_idx;  // unsigned: Icarus reads a signed index >= 2^(AW-1) as < 0
-    assign rd_idx     = AddrWidth'($unsigned(rd_addr[p]));
-    assign ok         = (rd_addr[p] >= 0) && (rd_addr[p] < MemDepth);
-    assign rd_data[p] = ok ? mem_q[rd_idx] : '0;
-  end
-
-  // Pe-lane views of the read ports (lanes beyond the channel count read as zero).
-  logic [Pe*AccWidth-1:0] rd_m, rd_r;
-  for (genvar l = 0; l < Pe; l++) begin : gen_rd_lanes
-    assign rd_m[l*AccWidth +: AccWidth] = (l < nlanes) ? rd_data[l] : '0;
-    assign rd_r[l*AccWidth +: AccWidth] = (l < nlanes) ? rd_data[Pe + l] : '0;
-  end
-
-  logic [Simd*CodeBits-1:0] rd_act;
-  for (genvar s = 0; s < Simd; s++) begin : gen_act
-    assign rd_act[s*CodeBits +: CodeBits] = lane_inb[s] ? rd_data[s][CodeBits-1:0] : '0;
-  end
-
-  // ---- issue stage: the registered read (a synchronous-read memory) --------------------------
-  // One beat of whichever pass runs: MAC operands, Pe stored values (ACT/ADD/POOL/OUT), flags.
-  // Registering here also gives every block one input change per cycle.
-  logic                     st_valid_q, st_ready, st_last_q, st_first_q;
-  logic [Simd*CodeBits-1:0] st_act_q;
-  logic [Pe*Simd*WBits-1:0] st_wgt_q;
-  logic [Pe*BiasWidth-1:0]  st_bias_q;
-  logic [Pe*AccWidth-1:0]   st_m_q, st_r_q;
+  // ---- memories read by a beat: data banks, kernel table, weights, biases (all synchronous) --
+  logic                     st_valid_q, st_ready, st_last_q, st_first_q, st_row_ok_q;
   logic [UserWidth-1:0]     st_user_q;
   logic [ClsWidth-1:0]      st_idx_q;
+  logic [DimW-1:0]          st_win_x_q;
   logic                     st_take;  // the consumer of the current pass takes the stage's beat
+  logic [Banks*AccWidth-1:0] mem_rd;
+  logic [Simd*TabLaneW-1:0] tab_word;
+  logic [Pe*Simd*WBits-1:0] st_wgt;
+  logic [Pe*BiasWidth-1:0]  st_bias;
 
   assign st_ready = !st_valid_q || st_take;
 
+  data_mem #(
+    .Banks    (Banks),
+    .Width    (AccWidth),
+    .BankDepth(BankDepth)
+  ) u_mem (
+    .clk_i,
+    .we_i      (wr_valid),
+    .wr_addr_i (wr_addr),
+    .wr_lanes_i(wr_lanes),
+    .wr_data_i (wr_data),
+    .re_i      (st_ready),
+    .rd_addr_i (rd_q),
+    .rd_addr2_i(rd_q + d_src2_off),
+    .rd_split_i(d_op == OpAdd),
+    .rd_data_o (mem_rd)
+  );
+
+  ram_sdp #(
+    .Width   (Simd * TabLaneW),
+    .Depth   (TabDepth),
+    .InitFile(TabFile)
+  ) u_tab (
+    .clk_i,
+    .we_i   (1'b0),
+    .waddr_i('0),
+    .wdata_i('0),
+    .re_i   (st_ready),
+    .raddr_i(tab_q),
+    .rdata_o(tab_word)
+  );
+
+  ram_sdp #(
+    .Width   (Pe * Simd * WBits),
+    .Depth   (WgtDepth),
+    .InitFile(WgtFile)
+  ) u_wgt (
+    .clk_i,
+    .we_i   (1'b0),
+    .waddr_i('0),
+    .wdata_i('0),
+    .re_i   (st_ready),
+    .raddr_i(wgt_q),
+    .rdata_o(st_wgt)
+  );
+
+  ram_sdp #(
+    .Width   (Pe * BiasWidth),
+    .Depth   (BiasDepth),
+    .InitFile(BiasFile)
+  ) u_bias (
+    .clk_i,
+    .we_i   (1'b0),
+    .waddr_i('0),
+    .wdata_i('0),
+    .re_i   (st_ready),
+    .raddr_i(bias_q),
+    .rdata_o(st_bias)
+  );
+
+  // ---- issue stage: the banks' read registers plus the beat's control ------------------------
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      st_valid_q <= 1'b0;
-      st_last_q  <= 1'b0;
-      st_first_q <= 1'b0;
-      st_act_q   <= '0;
-      st_wgt_q   <= '0;
-      st_bias_q  <= '0;
-      st_m_q     <= '0;
-      st_r_q     <= '0;
-      st_user_q  <= '0;
-      st_idx_q   <= '0;
+      st_valid_q  <= 1'b0;
+      st_last_q   <= 1'b0;
+      st_first_q  <= 1'b0;
+      st_row_ok_q <= 1'b0;
+      st_win_x_q  <= '0;
+      st_user_q   <= '0;
+      st_idx_q    <= '0;
     end else if (st_ready) begin
       st_valid_q <= step && (d_op != OpLoad);
       if (step && (d_op != OpLoad)) begin
-        st_last_q  <= (d_op == OpMac) ? (j_q == d_chunks - 1)
-                    : (d_op == OpOut) ? last_beat : last_inner;
-        st_first_q <= (ky_q == 0) && (kx_q == 0);
-        // operands load only in the passes that use them (fewer toggles into idle blocks)
-        if (d_op == OpMac) begin
-          st_act_q  <= rd_act;
-          st_wgt_q  <= wgt_mem[d_wgt + g_q * d_chunks + j_q];
-          st_bias_q <= bias_mem[d_bias + g_q];
-        end else begin
-          st_m_q    <= rd_m;
-        end
-        if (d_op == OpAdd) st_r_q <= rd_r;
-        st_user_q  <= seq_user;
-        st_idx_q   <= ClsWidth'(cnt_q);
+        st_last_q   <= (d_op == OpOut) ? last_beat : last_dot;
+        st_first_q  <= (ky_q == '0) && (in_q == '0);
+        st_row_ok_q <= row_ok;
+        st_win_x_q  <= win_x_q;
+        st_user_q   <= seq_user;
+        st_idx_q    <= ClsWidth'(ox_q);
       end
     end
+  end
+
+  // MAC lanes: the element of lane s lies dx columns right of the window origin; padding lanes
+  // (outside the image) and lanes past the kernel row feed 0.
+  logic [Simd*CodeBits-1:0] st_act;
+  for (genvar s = 0; s < Simd; s++) begin : gen_act
+    logic [DimW-1:0] ix;
+    logic            ok;
+    assign ix = st_win_x_q + DimW'(tab_word[s*TabLaneW +: 8]);
+    assign ok = tab_word[s*TabLaneW + 8] && st_row_ok_q && !ix[DimW-1]
+             && ($signed(ix) < $signed(d_in_w));
+    assign st_act[s*CodeBits +: CodeBits] = ok ? mem_rd[s*AccWidth +: CodeBits] : '0;
+  end
+
+  // Pe-lane views (lanes beyond the channel count read as zero): m from lanes 0.., r (ADD's
+  // second operand) from lanes Banks/2..
+  logic [Pe*AccWidth-1:0] st_m, st_r;
+  logic [LaneW-1:0]       st_nlanes;
+  assign st_nlanes = st_user_q[AddrWidth +: LaneW];
+  for (genvar l = 0; l < Pe; l++) begin : gen_rd_lanes
+    assign st_m[l*AccWidth +: AccWidth] = (LaneW'(l) < st_nlanes) ? mem_rd[l*AccWidth +: AccWidth]
+                                                                : '0;
+    assign st_r[l*AccWidth +: AccWidth] = (LaneW'(l) < st_nlanes)
+                                        ? mem_rd[(Banks/2 + l)*AccWidth +: AccWidth] : '0;
   end
 
   // ---- MAC array ------------------------------------------------------------------------------
@@ -356,9 +542,9 @@ module nuq_engine #(
     .rst_ni,
     .in_valid_i (mac_in_valid),
     .in_ready_o (mac_in_ready),
-    .in_act_i   (st_act_q),
-    .in_wgt_i   (st_wgt_q),
-    .in_bias_i  (st_bias_q),
+    .in_act_i   (st_act),
+    .in_wgt_i   (st_wgt),
+    .in_bias_i  (st_bias),
     .in_last_i  (st_last_q),
     .in_user_i  (st_user_q),
     .out_valid_o(mac_out_valid),
@@ -375,7 +561,7 @@ module nuq_engine #(
   logic [Pe*ActBits-1:0]  q_out_data [4];
   logic [UserWidth-1:0]   q_out_user [4];
 
-  assign q_in_data   = (d_op == OpAct) ? st_m_q : mac_out_data;
+  assign q_in_data   = (d_op == OpAct) ? st_m : mac_out_data;
   assign q_in_user   = (d_op == OpAct) ? st_user_q : mac_out_user;
   assign q_src_valid = (d_op == OpAct) ? st_valid_q : (d_op == OpMac) && mac_out_valid;
   for (genvar a = 0; a < 4; a++) begin : gen_q_valid
@@ -474,8 +660,8 @@ module nuq_engine #(
       .r_shift_i  (5'(d_r_shift)),
       .in_valid_i (add_in_valid[i]),
       .in_ready_o (add_in_ready[i]),
-      .in_m_i     (st_m_q),
-      .in_r_i     (st_r_q),
+      .in_m_i     (st_m),
+      .in_r_i     (st_r),
       .in_user_i  (st_user_q),
       .out_valid_o(add_out_valid[i]),
       .out_ready_i(1'b1),
@@ -498,7 +684,7 @@ module nuq_engine #(
   for (genvar l = 0; l < Pe; l++) begin : gen_pool
     logic [AccWidth-1:0] cur, nxt;
     assign cur = pool_max_q[l*AccWidth +: AccWidth];
-    assign nxt = st_m_q[l*AccWidth +: AccWidth];
+    assign nxt = st_m[l*AccWidth +: AccWidth];
     assign pool_max_d[l*AccWidth +: AccWidth] =
         (st_first_q || $signed(nxt) > $signed(cur)) ? nxt : cur;
   end
@@ -518,12 +704,8 @@ module nuq_engine #(
   end
 
   // ---- the writer: one multi-lane write per cycle from whichever source is active ------------
-  logic                   wr_valid;
-  logic [AddrWidth-1:0]   wr_addr;
-  logic [LaneW-1:0]       wr_lanes;
-  logic [Wl*AccWidth-1:0] wr_data;
-  logic [UserWidth-1:0]   wr_user;
-  logic [Pe*ActBits-1:0]  q_codes;
+  logic [UserWidth-1:0]  wr_user;
+  logic [Pe*ActBits-1:0] q_codes;
 
   always_comb begin
     wr_valid = 1'b0;
@@ -539,7 +721,7 @@ module nuq_engine #(
     end
     for (int l = 0; l < Pe; l++) begin
       // codes of a layer with fewer than ActBits bits saturate at its own code_max
-      if (32'(q_codes[l*ActBits +: ActBits]) > d_code_max) begin
+      if (q_codes[l*ActBits +: ActBits] > d_code_max) begin
         wr_data[l*AccWidth +: AccWidth] = AccWidth'(d_code_max);
       end else begin
         wr_data[l*AccWidth +: AccWidth] = AccWidth'(q_codes[l*ActBits +: ActBits]);
@@ -566,27 +748,13 @@ module nuq_engine #(
     wr_lanes = wr_user[AddrWidth +: LaneW];
     if (d_op == OpLoad) begin
       wr_valid = step;
-      wr_addr  = AddrWidth'(d_dst + pix * InC);
+      wr_addr  = wr_q;
       wr_lanes = LaneW'(InC);
       for (int c = 0; c < InC; c++) begin
         wr_data[c*AccWidth +: AccWidth] = AccWidth'(in_data_i[c*InBits +: InBits]);
       end
     end
   end
-
-  always_ff @(posedge clk_i) begin
-    if (wr_valid) begin
-      for (int l = 0; l < Wl; l++) begin
-        if (l < 32'(wr_lanes)) mem_q[wr_addr + AddrWidth'(l)] <= wr_data[l*AccWidth +: AccWidth];
-      end
-    end
-  end
-
-  // Fields wider than their use (descriptor words are 32 bits) and the group bits the writer
-  // does not need.
-  logic unused_bits;
-  assign unused_bits = ^{d_act_param[31:OffWidth], d_m_shift[31:5], d_r_shift[31:5],
-                         seq_addr[31:AddrWidth], wr_user[UserWidth-1 -: GroupWidth]};
 
   // ---- logits out (OUT pass) -----------------------------------------------------------------
   logic [NumLogits*AccWidth-1:0] logits_q;
@@ -596,7 +764,7 @@ module nuq_engine #(
 
   logic [AccWidth-1:0]           out_val;
 
-  assign out_val     = st_m_q[AccWidth-1:0];
+  assign out_val     = st_m[AccWidth-1:0];
   assign out_valid_o = out_valid_q;
   assign out_data_o  = logits_q;
   assign out_class_o = cls_q;
@@ -621,8 +789,6 @@ module nuq_engine #(
   end
 
   // ---- sequencing ----------------------------------------------------------------------------
-  logic pass_done;
-
   assign running    = !issued_q;
   assign in_ready_o = running && (d_op == OpLoad);
   always_comb begin
@@ -638,65 +804,11 @@ module nuq_engine #(
       default: step = running && st_ready;
     endcase
   end
-  assign pass_done = issued_q && !st_valid_q && (wr_cnt_q == expected);
+  assign pass_done = act_valid_q && issued_q && !st_valid_q && (wr_cnt_q == d_writes);
 
-  always_ff @(posedge clk_i or negedge rst_ni) begin
-    if (!rst_ni) begin
-      pass_q   <= '0;
-      issued_q <= 1'b0;
-      oy_q     <= 0;
-      ox_q     <= 0;
-      g_q      <= 0;
-      j_q      <= 0;
-      ky_q     <= 0;
-      kx_q     <= 0;
-      cnt_q    <= 0;
-      wr_cnt_q <= 0;
-    end else if (pass_done) begin
-      pass_q   <= (32'(pass_q) == NumPasses - 1) ? '0 : pass_q + 1'b1;
-      issued_q <= 1'b0;
-      wr_cnt_q <= 0;
-      oy_q     <= 0;
-      ox_q     <= 0;
-      g_q      <= 0;
-      j_q      <= 0;
-      ky_q     <= 0;
-      kx_q     <= 0;
-      cnt_q    <= 0;
-    end else begin
-      if (wr_valid) wr_cnt_q <= wr_cnt_q + 1;
-      if (step) begin
-        if (last_beat) issued_q <= 1'b1;
-        cnt_q <= last_beat ? 0 : cnt_q + 1;
-        if (!last_inner) begin
-          if (d_op == OpPool) begin
-            if (kx_q == d_kernel - 1) begin
-              kx_q <= 0;
-              ky_q <= ky_q + 1;
-            end else begin
-              kx_q <= kx_q + 1;
-            end
-          end else begin
-            j_q <= j_q + 1;
-          end
-        end else begin
-          j_q  <= 0;
-          ky_q <= 0;
-          kx_q <= 0;
-          if (!last_g) begin
-            g_q <= g_q + 1;
-          end else begin
-            g_q <= 0;
-            if (ox_q == d_out_w - 1) begin
-              ox_q <= 0;
-              oy_q <= (oy_q == d_out_h - 1) ? 0 : oy_q + 1;
-            end else begin
-              ox_q <= ox_q + 1;
-            end
-          end
-        end
-      end
-    end
-  end
+  // Fields wider than their use (descriptor words are 32 bits) and the group bits the writer
+  // does not need.
+  logic unused_bits;
+  assign unused_bits = ^{sh_q, pass_q, wr_user[UserWidth-1 -: GroupWidth]};
 
 endmodule

@@ -26,7 +26,7 @@ from hwgen.engine_image import (EngineConfig, EnginePlan, plan, summary, union_p
 from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
 
 BLOCKS = ["mac_array.sv", "threshold_quant.sv", "stream_reg.sv", "log2_act.sv",
-          "shift_quant.sv", "residual_add.sv", "nuq_engine.sv"]
+          "shift_quant.sv", "residual_add.sv", "ram_sdp.sv", "data_mem.sv", "nuq_engine.sv"]
 DIGITS_MODEL = ROOT / "models" / "digits"
 
 

@@ -209,8 +209,7 @@ async def engine_layers(dut):
         if not ps["writes"]:
             continue
         want = vals[ps["writes"]].reshape(-1)
-        mem = dut.u_engine.mem_q
-        got = [mem[ps["dst"] + i].value for i in range(want.size)]
+        got = [_mem_word(dut, plan["params"]["Banks"], ps["dst"] + i) for i in range(want.size)]
         got = np.array([_unpack_signed(int(v), 1, acc)[0] if v.is_resolvable else -999999
                         for v in got])
         diff = np.nonzero(got != want)[0]
@@ -226,6 +225,12 @@ async def engine_layers(dut):
             bad.append(msg)
     Path(os.environ["ENGINE_RESULT"]).write_text(json.dumps({"bad": bad}))
     assert not bad, bad[0]
+
+
+def _mem_word(dut, banks: int, addr: int):
+    """The data memory's word at flat address ``addr``: bank addr % Banks, word addr // Banks
+    (docs/engine.md, "Data memory")."""
+    return dut.u_engine.u_mem.gen_bank[addr % banks].u_ram.mem_q[addr // banks].value
 
 
 def _unpack_signed(word: int, n: int, width: int) -> list[int]:
@@ -349,10 +354,12 @@ def test_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
         plan(m, EngineConfig(4, 4))
     pl_small, pl_big = plan(random_model(1), EngineConfig(4, 4)), plan(random_model(2),
                                                                        EngineConfig(4, 4))
-    with pytest.raises(EngineLimitError, match="MemDepth"):
-        check_fits(pl_small, dict(pl_small.params, MemDepth=1))
+    with pytest.raises(EngineLimitError, match="BankDepth"):
+        check_fits(pl_small, dict(pl_small.params, BankDepth=2))
+    with pytest.raises(EngineLimitError, match="parameter Banks"):
+        check_fits(pl_small, dict(pl_small.params, Banks=16))
     with pytest.raises(EngineLimitError, match="MaxBeats"):
-        check_fits(pl_big, pl_small.params)
+        check_fits(pl_big, dict(pl_big.params, MaxBeats=pl_big.params["MaxBeats"] - 1))
     with pytest.raises(EngineLimitError, match="parameter Pe"):
         check_fits(pl_small, dict(pl_small.params, Pe=8))
     with pytest.raises(ValueError, match="pe"):
@@ -371,25 +378,76 @@ def test_engine_refuses_before_build(tmp_path: Path) -> None:
     assert not (ROOT / "sim_build" / "engine_gen" / tag).exists()
 
 
+def _signed_lanes(word: int, n: int, bits: int) -> list[int]:
+    return _unpack_signed(word, n, bits)
+
+
 def test_engine_image_layout() -> None:
-    """Generator invariants checked against golden's own im2col and shapes (not against the
-    generator): weight words hold the (ky, kx, c)-ordered rows, kernel-table offsets address
-    exactly golden.ops.im2col's elements, every stored tensor fits memory without overlap with
-    the tensors its pass reads."""
-    from hwgen.engine_image import OP_MAC, _tab_entries, plan
-    m = random_model(2)
-    pl = plan(m, EngineConfig(3, 5))
-    for p in pl.passes:
-        f = p.fields
+    """Generator invariants checked against golden (not against the generator): every stored
+    tensor fits memory without overlap with the tensors its pass reads; the two operands of an
+    ADD lie in complementary bank halves; and for every conv/dense pass, the engine's documented
+    address contract (lane s of beat (ky, seg) reads flat address org + oy*oy_step + ox*ox_step
+    + ky*row_step + seg*Simd + s, zero unless the table marks it valid and its column
+    win_x0 + ox*stride + dx lies in the image) with the weight and bias words gives golden's
+    conv2d / dense on a random tensor."""
+    from hwgen.engine_image import (OP_ADD, OP_MAC, TAB_LANE_BITS, _tab_entries, _weight_words,
+                                    plan)
+    for seed, (pe, simd) in ((2, (3, 5)), (1, (4, 4)), (3, (2, 8))):
+        m = random_model(seed)
+        cfg = EngineConfig(pe, simd)
+        pl = plan(m, cfg)
+        banks = pl.params["Banks"]
         ends = {t: pl.addr[t] + int(np.prod(m.types[t].shape)) for t in pl.addr}
-        for r in p.reads:
-            if p.writes:
-                lo, hi = pl.addr[p.writes], ends[p.writes]
-                assert hi <= pl.mem_depth
-                assert hi <= pl.addr[r] or ends[r] <= lo, f"{p.name} overwrites its input {r}"
-        if p.op == OP_MAC and m.layer(p.layer).op == "conv2d":
-            # the table's offsets, applied at window (0, 0), pick golden's im2col patch
-            k, c, w, h = f["kernel"], f["in_c"], f["in_w"], f["in_h"]
-            a = np.arange(h * w * c).reshape(h, w, c)
-            offs = [e & 0xFFFFFFFF for e in _tab_entries(p)]
-            assert [int(a.reshape(-1)[o]) for o in offs] == ops.im2col(a, k, 1, 0)[0, 0].tolist()
+        rng = np.random.default_rng(seed)
+        for p in pl.passes:
+            f = p.fields
+            for r in p.reads:
+                if p.writes:
+                    lo, hi = pl.addr[p.writes], ends[p.writes]
+                    assert hi <= pl.params["Banks"] * pl.params["BankDepth"]
+                    assert hi <= pl.addr[r] or ends[r] <= lo, f"{p.name} overwrites its input {r}"
+            if p.op == OP_ADD:
+                assert (f["src2"] - f["src"]) % banks == banks // 2
+            if p.op != OP_MAC:
+                continue
+            lay = m.layer(p.layer)
+            h, w, c = f["in_h"], f["in_w"], f["in_c"]
+            x = rng.integers(0, 4, size=(h, w, c))
+            flat = np.zeros(f["src"] + x.size + 1, dtype=np.int64)
+            flat[f["src"]:f["src"] + x.size] = x.reshape(-1)
+            wb = pl.params["WBits"]
+            wwords = _weight_words(p, lay.arrays["weight"], pe, simd, wb)
+            tab = _tab_entries(p, simd)
+            cout = lay.arrays["weight"].shape[0]
+            if lay.op == "conv2d":
+                want = ops.conv2d(x, lay.arrays["weight"], lay.arrays.get("bias"), f["stride"],
+                                  f["pad"], 4, wb)
+            else:
+                want = ops.dense(x.reshape(-1), lay.arrays["weight"], lay.arrays.get("bias"),
+                                 4, wb).reshape(1, 1, -1)
+            bias = np.zeros(f["groups"] * pe, dtype=np.int64)
+            bias[:cout] = lay.arrays.get("bias", np.zeros(cout, dtype=np.int64))
+            for oy in range(f["out_h"]):
+                for ox in range(f["out_w"]):
+                    org = f["org0"] + oy * f["oy_step"] + ox * f["ox_step"]
+                    wx0 = f["win_x0"] + ox * f["stride"]
+                    wy0 = f["win_y0"] + oy * f["stride"]
+                    beat = 0
+                    for g in range(f["groups"]):
+                        acc = bias[g * pe:(g + 1) * pe].copy()
+                        for ky in range(f["rows"]):
+                            for j in range(f["inner"]):
+                                lanes = _unpack_signed(tab[j], simd, TAB_LANE_BITS)
+                                wl = np.array(_signed_lanes(wwords[beat], pe * simd, wb))
+                                wl = wl.reshape(pe, simd)
+                                beat += 1
+                                for s in range(simd):
+                                    e = lanes[s] & 0x1FF
+                                    ix = wx0 + (e & 0xFF)
+                                    if not (e >> 8 and 0 <= wy0 + ky < h and 0 <= ix < w):
+                                        continue
+                                    v = flat[org + ky * f["row_step"] + j * simd + s]
+                                    acc += wl[:, s] * v
+                        n = min(pe, cout - g * pe)
+                        assert acc[:n].tolist() == want[oy, ox, g * pe:g * pe + n].tolist(), (
+                            f"seed {seed} {p.name} pixel ({oy},{ox}) group {g}")

@@ -40,6 +40,9 @@ module threshold_quant #(
   parameter int Writable     = 1,
   /// $readmemh image of the thresholds (layout above); "" = none (Writable=1 only).
   parameter     InitFile     = "",
+  /// Writable binary search only: a stage memory of at least BlockWords words is marked
+  /// ram_style "block" (iCE40 EBR, Xilinx block RAM); 0 = the synthesis tool chooses; 0..2^24.
+  parameter int BlockWords   = 0,
   /// Channel groups per pass, ceil(Channels/Lanes) (derived; do not override).
   parameter int ChanGroups   = (Channels + Lanes - 1) / Lanes,
   /// Width of in_chan_i in bits, max(1, $clog2(ChanGroups)) (derived; do not override).
@@ -128,141 +131,359 @@ module threshold_quant #(
   localparam int NumThr    = (1 << ABits) - 1;
   localparam int Words     = Channels * NumThr;
   localparam int AddrWidth = (Words > 1) ? $clog2(Words) : 1;
-  localparam int Stages    = (BinarySearch != 0) ? ABits : 1;
+  /// Content of a threshold word that was never written (no InitFile): the largest value.
+  localparam logic [AccWidth-1:0] BlankThr = {1'b0, {(AccWidth - 1){1'b1}}};
 
-  // ---- threshold table ------------------------------------------------------------------------
-  logic [AccWidth-1:0] thr_q [Words];
+  logic                 cfg_ok;
+  assign cfg_ok = (32'(cfg_chan_i) < 32'(Channels)) && (32'(cfg_idx_i) < 32'(NumThr));
 
-  if (InitFile != "") begin : gen_init
-    initial $readmemh(InitFile, thr_q);
-  end
+  if (BinarySearch == 1 && Writable == 1) begin : gen_staged
+    // ---- binary search with per-stage threshold memories (see the header) ---------------------
+    // Position p (0..ABits-1) is where stage p compares: the input ports for p = 0, pipeline
+    // register p-1 otherwise. An operation at a position is a beat (pv) or a threshold write
+    // (pw); a write carries its value in every lane's x field and k in the code field of its
+    // lane (0 in the others), and writes memory s while it is at position max(s-1, 0): where
+    // the beats issue their reads of memory s. Writes and beats therefore reach every memory in
+    // the order they entered, and the pipeline never stalls (credits and an output FIFO absorb
+    // back-pressure), so the write port never has to wait.
+    localparam int CodeW     = Lanes * ABits;
+    localparam int EntryW    = CodeW + UserWidth;
+    localparam int FifoDepth = ABits + 1;  // beats in flight at most (credits)
+    localparam int CntWidth  = $clog2(FifoDepth + 1);
+    localparam int HdWidth   = $clog2(FifoDepth);
+    // Stored word = T ^ Enc: the compact memories store T ^ BlankThr, so that a blank (all-zero)
+    // word is BlankThr; a preloaded copy of the InitFile table stores T as the file has it.
+    localparam logic [AccWidth-1:0] Enc = (InitFile != "") ? '0 : BlankThr;
+    localparam logic [AccWidth-1:0] Msb = {1'b1, {(AccWidth - 1){1'b0}}};
 
-  if (Writable == 1) begin : gen_write
-    logic                 cfg_ok;
-    logic [AddrWidth-1:0] cfg_addr;
-    assign cfg_ok   = (32'(cfg_chan_i) < 32'(Channels)) && (32'(cfg_idx_i) < 32'(NumThr));
-    assign cfg_addr = AddrWidth'(32'(cfg_chan_i) * 32'(NumThr) + 32'(cfg_idx_i));
-    always_ff @(posedge clk_i) begin
-      if (cfg_we_i && cfg_ok) thr_q[cfg_addr] <= cfg_thr_i;
+    logic [ABits-1:0]                     pv, pw;
+    logic [ABits-1:0][Lanes*AccWidth-1:0] px, pt;
+    logic [ABits-1:0][CodeW-1:0]          pc, pc_d;
+    logic [ABits-1:0][GroupWidth-1:0]     pg;
+    logic [ABits-1:0][UserWidth-1:0]      pu;
+    logic                                 full, acc;
+
+    // ---- position 0: the ports ----
+    logic [ABits-1:0]      wk;
+    logic [GroupWidth-1:0] wg;
+    logic [31:0]           wl;
+    assign wk = cfg_idx_i + ABits'(1);
+    assign wg = GroupWidth'(32'(cfg_chan_i) / 32'(Lanes));
+    assign wl = 32'(cfg_chan_i) % 32'(Lanes);
+
+    // A cycle with a write request, and the cycle after a write, accept no beat; otherwise a
+    // beat is accepted while fewer than FifoDepth beats are inside (in_ready_o does not depend
+    // on out_ready_i).
+    logic gap;
+    assign gap = (ABits > 1) ? pw[(ABits > 1) ? 1 : 0] : 1'b0;
+    assign in_ready_o = ~cfg_we_i & ~gap & ~full;
+    assign acc        = in_valid_i & in_ready_o;
+    assign pv[0]      = acc;
+    assign pw[0]      = cfg_we_i & cfg_ok;
+    assign px[0]      = cfg_we_i ? {Lanes{cfg_thr_i ^ Enc}} : in_data_i;
+    assign pg[0]      = (ChanGroups == 1) ? '0 : (cfg_we_i ? wg : in_chan_i);
+    assign pu[0]      = in_user_i;
+    for (genvar l = 0; l < Lanes; l++) begin : gen_wlane
+      assign pc[0][l*ABits +: ABits] = (pw[0] && wl == 32'(l)) ? wk : '0;
     end
-  end else begin : gen_rom
-    // The write port exists for a uniform interface; a ROM ignores it.
-    logic unused_cfg;
-    assign unused_cfg = ^{cfg_we_i, cfg_chan_i, cfg_idx_i, cfg_thr_i};
-  end
 
-  // ---- pipeline -------------------------------------------------------------------------------
-  // Stage s reads its inputs from *_in[s] (the input port for s = 0, register s-1 otherwise),
-  // computes code_d[s] and loads register s. In the binary search, code_in[s] holds the code
-  // bits decided by stages 0..s-1. Only the last register drives the output.
-  logic                                  enable;
-  logic [Stages-1:0]                     valid_in, valid_q;
-  logic [Stages-1:0][UserWidth-1:0]      user_in, user_q;
-  logic [Stages-1:0][Lanes*ABits-1:0]    code_in, code_d, code_q;
-  logic [Stages-1:0][Lanes*AccWidth-1:0] x_in;
-  logic [Stages-1:0][GroupWidth-1:0]     grp_in;
-
-  // One global enable: every stage advances when the output register is free or drained.
-  assign enable      = ~valid_q[Stages-1] | out_ready_i;
-  assign in_ready_o  = enable;
-  assign out_valid_o = valid_q[Stages-1];
-  assign out_data_o  = code_q[Stages-1];
-  assign out_user_o  = user_q[Stages-1];
-
-  assign valid_in[0] = in_valid_i;
-  assign x_in[0]     = in_data_i;
-  assign grp_in[0]   = (ChanGroups > 1) ? in_chan_i : '0;
-  assign user_in[0]  = in_user_i;
-  assign code_in[0]  = '0;
-
-  if (Stages > 1) begin : gen_carry
-    // Accumulators and channel groups travel with their beat to the later search stages.
-    logic [Stages-2:0][Lanes*AccWidth-1:0] x_q;
-    logic [Stages-2:0][GroupWidth-1:0]     grp_q;
-    always_ff @(posedge clk_i or negedge rst_ni) begin
-      if (!rst_ni) begin
-        x_q   <= '0;
-        grp_q <= '0;
-      end else if (enable) begin
-        x_q   <= x_in[Stages-2:0];
-        grp_q <= grp_in[Stages-2:0];
-      end
-    end
-    for (genvar s = 1; s < Stages; s++) begin : gen_link
-      assign valid_in[s] = valid_q[s-1];
-      assign x_in[s]     = x_q[s-1];
-      assign grp_in[s]   = grp_q[s-1];
-      assign user_in[s]  = user_q[s-1];
-      assign code_in[s]  = code_q[s-1];
-    end
-  end else begin : gen_no_carry
-    // The parallel form decides every bit at once and needs no partial code.
-    logic unused_code_in;
-    assign unused_code_in = ^code_in;
-  end
-
-  if (ChanGroups == 1) begin : gen_one_group
-    // A single channel group: lane l is channel l, a constant; the group is not needed.
-    logic unused_grp;
-    assign unused_grp = ^{grp_in, in_chan_i};
-  end
-
-  for (genvar s = 0; s < Stages; s++) begin : gen_stage
-    for (genvar l = 0; l < Lanes; l++) begin : gen_lane
-      logic [AccWidth-1:0] x;
-      logic [31:0]         chan;
-      logic                chan_ok;
-      assign x = x_in[s][l*AccWidth +: AccWidth];
-      // With one channel group the channel is a constant and so is every threshold address.
-      if (ChanGroups == 1) begin : gen_const_chan
-        assign chan = 32'(l);
-      end else begin : gen_dyn_chan
-        assign chan = 32'(grp_in[s]) * 32'(Lanes) + 32'(l);
-      end
-      assign chan_ok = chan < 32'(Channels);
-
-      if (BinarySearch == 0) begin : gen_parallel
-        logic [NumThr-1:0] ge;
-        logic [ABits-1:0]  count;
-        for (genvar k = 0; k < NumThr; k++) begin : gen_cmp
-          logic [AddrWidth-1:0] addr;
-          assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
-          assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                         : ($signed(x) >= $signed(thr_q[addr]));
+    // ---- pipeline registers (positions 1..ABits-1) ----
+    if (ABits > 1) begin : gen_regs
+      logic [ABits-2:0]                     v_q, w_q;
+      logic [ABits-2:0][Lanes*AccWidth-1:0] x_q;
+      logic [ABits-2:0][CodeW-1:0]          c_q;
+      logic [ABits-2:0][GroupWidth-1:0]     g_q;
+      logic [ABits-2:0][UserWidth-1:0]      u_q;
+      always_ff @(posedge clk_i or negedge rst_ni) begin
+        if (!rst_ni) begin
+          v_q <= '0;
+          w_q <= '0;
+        end else begin
+          v_q <= pv[ABits-2:0];
+          w_q <= pw[ABits-2:0];
         end
-        always_comb begin
-          count = '0;
-          for (int k = 0; k < NumThr; k++) begin
-            count = count + ABits'(ge[k]);
+      end
+      always_ff @(posedge clk_i) begin
+        x_q <= px[ABits-2:0];
+        c_q <= pc_d[ABits-2:0];
+        g_q <= pg[ABits-2:0];
+        u_q <= pu[ABits-2:0];
+      end
+      for (genvar p = 1; p < ABits; p++) begin : gen_link
+        assign pv[p] = v_q[p-1];
+        assign pw[p] = w_q[p-1];
+        assign px[p] = x_q[p-1];
+        assign pc[p] = c_q[p-1];
+        assign pg[p] = g_q[p-1];
+        assign pu[p] = u_q[p-1];
+      end
+    end
+
+    // ---- stage p compares at position p and decides code bit ABits-1-p ----
+    for (genvar p = 0; p < ABits; p++) begin : gen_cmp
+      for (genvar l = 0; l < Lanes; l++) begin : gen_lane
+        logic [AccWidth-1:0] x;
+        logic [AccWidth:0]   sum;
+        logic                ge;
+        // Position 0 compares the input port itself (the x mux only feeds the register).
+        assign x  = (p == 0) ? in_data_i[l*AccWidth +: AccWidth] : px[p][l*AccWidth +: AccWidth];
+        // x >= T  <=>  (x ^ Msb) + ~(T ^ Msb) + 1 carries out, and ~(T ^ Msb) = T ^ BlankThr is
+        // the word as stored (Enc = BlankThr): the carry chain needs no inverter.
+        assign sum = {1'b0, x ^ Msb} + {1'b0, pt[p][l*AccWidth +: AccWidth] ^ Enc ^ BlankThr}
+                   + (AccWidth + 1)'(1);
+        assign ge  = sum[AccWidth];
+        assign pc_d[p][l*ABits +: ABits] = pc[p][l*ABits +: ABits]
+                                         | ((ge && !pw[p]) ? ABits'(1 << (ABits - 1 - p)) : '0);
+      end
+    end
+
+    // ---- memory s: the thresholds stage s can compare against ----
+    // Stage s compares T[c][k] with k = prefix*2^(B+1) + 2^B, B = ABits-1-s, prefix = the s
+    // code bits above B: 2^s words per channel, word g*2^s + prefix (compact, no InitFile) or
+    // a full copy of the InitFile table at word c*(2^ABits-1) + k-1 (preloaded). Read at
+    // position R = max(s-1, 0) with the code decided there: synchronously into rd_q (s >= 1, the
+    // read issued one stage early) or asynchronously (s = 0: ChanGroups words). Written by a
+    // write operation at position W = R + 1 (from the pipeline registers; W = 0 when
+    // ABits = 1): the beat right behind a write would read at the same edge, which is why no beat
+    // enters in the cycle after a write.
+    for (genvar s = 0; s < ABits; s++) begin : gen_mem
+      localparam int B     = ABits - 1 - s;
+      localparam int R     = (s > 0) ? s - 1 : 0;
+      localparam int W     = (ABits > 1) ? R + 1 : 0;
+      localparam int Depth = (InitFile != "") ? Words : (ChanGroups << s);
+      localparam int AW    = (Depth > 1) ? $clog2(Depth) : 1;
+      /* verilator lint_off UNUSEDPARAM */  // used by the ram_style attribute only
+      localparam RamStyle  = (s > 0 && BlockWords > 0 && Depth >= BlockWords) ? "block" : "auto";
+      /* verilator lint_on UNUSEDPARAM */
+      for (genvar l = 0; l < Lanes; l++) begin : gen_lane
+        logic [ABits-1:0]    code, kw;
+        logic                we;
+        logic [AW-1:0]       raddr, waddr;
+        logic [AccWidth-1:0] wdata;
+        logic [AccWidth-1:0] rdata;
+        assign code  = (s > 0) ? pc_d[R][l*ABits +: ABits] : '0;
+        assign kw    = pc[W][l*ABits +: ABits];
+        // A write whose k has its lowest set bit at B belongs to this stage.
+        assign we    = pw[W] && kw[B] && ((32'(kw) & ((32'd1 << B) - 32'd1)) == 32'd0);
+        assign wdata = px[W][l*AccWidth +: AccWidth];
+        if (InitFile != "") begin : gen_flat_addr
+          assign raddr = AW'((32'(pg[R]) * 32'(Lanes) + 32'(l)) * 32'(NumThr)
+                             + ((32'(code) >> (B + 1)) << (B + 1)) + (32'd1 << B) - 32'd1);
+          assign waddr = AW'((32'(pg[W]) * 32'(Lanes) + 32'(l)) * 32'(NumThr) + 32'(kw) - 32'd1);
+        end else begin : gen_compact_addr
+          assign raddr = AW'(32'(pg[R]) * (32'd1 << s) + (32'(code) >> (B + 1)));
+          assign waddr = AW'(32'(pg[W]) * (32'd1 << s) + (32'(kw) >> (B + 1)));
+        end
+        (* no_rw_check, ram_style = RamStyle *) logic [AccWidth-1:0] mem [Depth];
+        if (InitFile != "") begin : gen_load
+          initial $readmemh(InitFile, mem);
+        end else begin : gen_blank
+          initial begin
+            for (int j = 0; j < Depth; j++) mem[j] = '0;  // T = BlankThr
           end
         end
-        assign code_d[s][l*ABits +: ABits] = chan_ok ? count : '0;
-      end else begin : gen_search
-        // Decide bit ABits-1-s: y >= prefix + 2^(ABits-1-s)  <=>  x >= T[prefix + 2^(ABits-1-s)].
-        localparam logic [ABits-1:0] Probe = ABits'(1 << (ABits - 1 - s));
-        logic [ABits-1:0]     prefix, k;
-        logic [AddrWidth-1:0] addr;
-        logic                 ge;
-        assign prefix = code_in[s][l*ABits +: ABits];
-        assign k      = prefix | Probe;
-        assign addr   = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k) - 32'd1) : '0;
-        assign ge     = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                          : ($signed(x) >= $signed(thr_q[addr]));
-        assign code_d[s][l*ABits +: ABits] = (chan_ok && ge) ? k : prefix;
+        always_ff @(posedge clk_i) begin
+          if (we) mem[waddr] <= wdata;
+        end
+        if (s == 0) begin : gen_async
+          // ChanGroups words read asynchronously at position 0 (one register when ChanGroups=1).
+          assign rdata = mem[raddr];
+        end else begin : gen_sync
+          logic [AccWidth-1:0] rd_q;
+          always_ff @(posedge clk_i) begin
+            rd_q <= mem[raddr];
+          end
+          assign rdata = rd_q;
+        end
+        assign pt[s][l*AccWidth +: AccWidth] = rdata;
       end
     end
-  end
 
-  always_ff @(posedge clk_i or negedge rst_ni) begin
-    if (!rst_ni) begin
-      valid_q <= '0;
-      user_q  <= '0;
-      code_q  <= '0;
-    end else if (enable) begin
-      valid_q <= valid_in;
-      user_q  <= user_in;
-      code_q  <= code_d;
+    // ---- output FIFO: FifoDepth entries, a shift register read at the head index ----
+    logic [EntryW-1:0]                 fin;
+    logic [FifoDepth-1:0][EntryW-1:0]  fifo_q;
+    logic [HdWidth-1:0]                hd_q;
+    logic                              ne_q, push, pop;
+    logic [CntWidth-1:0]               cnt_q;
+    for (genvar l = 0; l < Lanes; l++) begin : gen_pad
+      // A lane of the padding of the last channel group gives code 0.
+      logic chan_ok;
+      assign chan_ok = (32'(pg[ABits-1]) * 32'(Lanes) + 32'(l)) < 32'(Channels);
+      assign fin[l*ABits +: ABits] = chan_ok ? pc_d[ABits-1][l*ABits +: ABits] : '0;
     end
+    assign fin[CodeW +: UserWidth] = pu[ABits-1];
+    assign push = pv[ABits-1];
+    assign pop  = ne_q & out_ready_i;
+    always_ff @(posedge clk_i) begin
+      if (push) fifo_q <= {fifo_q[FifoDepth-2:0], fin};
+    end
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        hd_q  <= '0;
+        ne_q  <= 1'b0;
+        cnt_q <= '0;
+      end else begin
+        cnt_q <= cnt_q + CntWidth'(acc) - CntWidth'(pop);
+        if (push && !pop) begin
+          hd_q <= hd_q + HdWidth'(ne_q);
+          ne_q <= 1'b1;
+        end else if (pop && !push) begin
+          hd_q <= hd_q - HdWidth'(hd_q != '0);
+          ne_q <= hd_q != '0;
+        end
+      end
+    end
+    assign full        = cnt_q == CntWidth'(FifoDepth);
+    assign out_valid_o = ne_q;
+    logic [EntryW-1:0] head;
+    assign head        = fifo_q[hd_q];
+    assign out_data_o  = head[CodeW-1:0];
+    assign out_user_o  = head[CodeW +: UserWidth];
+
+    // Fields that some positions never read (trimmed by synthesis).
+    logic unused_staged;
+    assign unused_staged = ^{pc_d[ABits-1], pg, pc, px, pt[0]};
+
+  end else begin : gen_flat
+    localparam int Stages    = (BinarySearch != 0) ? ABits : 1;
+
+    // ---- threshold table ------------------------------------------------------------------------
+    logic [AccWidth-1:0] thr_q [Words];
+
+    if (InitFile != "") begin : gen_init
+      initial $readmemh(InitFile, thr_q);
+    end else begin : gen_blank
+      initial begin
+        for (int j = 0; j < Words; j++) thr_q[j] = BlankThr;
+      end
+    end
+
+    if (Writable == 1) begin : gen_write
+      logic [AddrWidth-1:0] cfg_addr;
+      assign cfg_addr = AddrWidth'(32'(cfg_chan_i) * 32'(NumThr) + 32'(cfg_idx_i));
+      always_ff @(posedge clk_i) begin
+        if (cfg_we_i && cfg_ok) thr_q[cfg_addr] <= cfg_thr_i;
+      end
+    end else begin : gen_rom
+      // The write port exists for a uniform interface; a ROM ignores it.
+      logic unused_cfg;
+      assign unused_cfg = ^{cfg_we_i, cfg_chan_i, cfg_idx_i, cfg_thr_i, cfg_ok};
+    end
+
+    // ---- pipeline -------------------------------------------------------------------------------
+    // Stage s reads its inputs from *_in[s] (the input port for s = 0, register s-1 otherwise),
+    // computes code_d[s] and loads register s. In the binary search, code_in[s] holds the code
+    // bits decided by stages 0..s-1. Only the last register drives the output.
+    logic                                  enable;
+    logic [Stages-1:0]                     valid_in, valid_q;
+    logic [Stages-1:0][UserWidth-1:0]      user_in, user_q;
+    logic [Stages-1:0][Lanes*ABits-1:0]    code_in, code_d, code_q;
+    logic [Stages-1:0][Lanes*AccWidth-1:0] x_in;
+    logic [Stages-1:0][GroupWidth-1:0]     grp_in;
+
+    // One global enable: every stage advances when the output register is free or drained.
+    assign enable      = ~valid_q[Stages-1] | out_ready_i;
+    assign in_ready_o  = enable;
+    assign out_valid_o = valid_q[Stages-1];
+    assign out_data_o  = code_q[Stages-1];
+    assign out_user_o  = user_q[Stages-1];
+
+    assign valid_in[0] = in_valid_i;
+    assign x_in[0]     = in_data_i;
+    assign grp_in[0]   = (ChanGroups > 1) ? in_chan_i : '0;
+    assign user_in[0]  = in_user_i;
+    assign code_in[0]  = '0;
+
+    if (Stages > 1) begin : gen_carry
+      // Accumulators and channel groups travel with their beat to the later search stages.
+      logic [Stages-2:0][Lanes*AccWidth-1:0] x_q;
+      logic [Stages-2:0][GroupWidth-1:0]     grp_q;
+      always_ff @(posedge clk_i or negedge rst_ni) begin
+        if (!rst_ni) begin
+          x_q   <= '0;
+          grp_q <= '0;
+        end else if (enable) begin
+          x_q   <= x_in[Stages-2:0];
+          grp_q <= grp_in[Stages-2:0];
+        end
+      end
+      for (genvar s = 1; s < Stages; s++) begin : gen_link
+        assign valid_in[s] = valid_q[s-1];
+        assign x_in[s]     = x_q[s-1];
+        assign grp_in[s]   = grp_q[s-1];
+        assign user_in[s]  = user_q[s-1];
+        assign code_in[s]  = code_q[s-1];
+      end
+    end else begin : gen_no_carry
+      // The parallel form decides every bit at once and needs no partial code.
+      logic unused_code_in;
+      assign unused_code_in = ^code_in;
+    end
+
+    if (ChanGroups == 1) begin : gen_one_group
+      // A single channel group: lane l is channel l, a constant; the group is not needed.
+      logic unused_grp;
+      assign unused_grp = ^{grp_in, in_chan_i};
+    end
+
+    for (genvar s = 0; s < Stages; s++) begin : gen_stage
+      for (genvar l = 0; l < Lanes; l++) begin : gen_lane
+        logic [AccWidth-1:0] x;
+        logic [31:0]         chan;
+        logic                chan_ok;
+        assign x = x_in[s][l*AccWidth +: AccWidth];
+        // With one channel group the channel is a constant and so is every threshold address.
+        if (ChanGroups == 1) begin : gen_const_chan
+          assign chan = 32'(l);
+        end else begin : gen_dyn_chan
+          assign chan = 32'(grp_in[s]) * 32'(Lanes) + 32'(l);
+        end
+        assign chan_ok = chan < 32'(Channels);
+
+        if (BinarySearch == 0) begin : gen_parallel
+          logic [NumThr-1:0] ge;
+          logic [ABits-1:0]  count;
+          for (genvar k = 0; k < NumThr; k++) begin : gen_cmp
+            logic [AddrWidth-1:0] addr;
+            assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
+            assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
+                                           : ($signed(x) >= $signed(thr_q[addr]));
+          end
+          always_comb begin
+            count = '0;
+            for (int k = 0; k < NumThr; k++) begin
+              count = count + ABits'(ge[k]);
+            end
+          end
+          assign code_d[s][l*ABits +: ABits] = chan_ok ? count : '0;
+        end else begin : gen_search
+          // Decide bit ABits-1-s: y >= prefix + 2^(ABits-1-s)  <=>  x >= T[prefix + 2^(ABits-1-s)].
+          localparam logic [ABits-1:0] Probe = ABits'(1 << (ABits - 1 - s));
+          logic [ABits-1:0]     prefix, k;
+          logic [AddrWidth-1:0] addr;
+          logic                 ge;
+          assign prefix = code_in[s][l*ABits +: ABits];
+          assign k      = prefix | Probe;
+          assign addr   = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k) - 32'd1) : '0;
+          assign ge     = (Writable == 0) ? ge_chain(x, thr_q[addr])
+                                            : ($signed(x) >= $signed(thr_q[addr]));
+          assign code_d[s][l*ABits +: ABits] = (chan_ok && ge) ? k : prefix;
+        end
+      end
+    end
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        valid_q <= '0;
+        user_q  <= '0;
+        code_q  <= '0;
+      end else if (enable) begin
+        valid_q <= valid_in;
+        user_q  <= user_in;
+        code_q  <= code_d;
+      end
+    end
+
   end
 
 endmodule

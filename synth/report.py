@@ -38,6 +38,23 @@ def write_csv(rows: Iterable[dict[str, Any]], path: Path) -> None:
     path.write_text(buf.getvalue())
 
 
+def merge_csv(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    """Write ``rows`` into the CSV at ``path``, replacing existing rows of the same point (block,
+    variant, arch, parameters) and keeping the others; returns the number of rows written."""
+    new = [flat_row(r) for r in rows]
+    key = (lambda d: (d["block"], d["variant"], d["arch"], d["params"]))
+    keys = {key(d) for d in new}
+    old = list(csv.DictReader(path.open())) if path.is_file() else []
+    out = [d for d in old if key(d) not in keys] + new
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for d in out:
+        w.writerow({k: d.get(k, "") for k in CSV_FIELDS})
+    path.write_text(buf.getvalue())
+    return len(out)
+
+
 def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
     """Least-squares ``y = a x + b``; returns ``(a, b, R^2)`` with R^2 = 1 - SS_res / SS_tot."""
     if len(x) != len(y) or len(x) < 2:

@@ -2,7 +2,10 @@
 few on iCE40 for Fmax, and write docs/data/synth.csv, docs/img/synth_*.png and
 docs/synthesis.md.
 
-    python -m synth.run [--only BLOCK ...] [--force] [--no-fmax] [--engine]
+    python -m synth.run [--only BLOCK ...] [--arch ARCH ...] [--force] [--no-fmax]
+                        [--no-docs | --merge-csv]
+
+The whole-network engines are synthesized by ``make synth-engines`` (synth/engines.py).
 
 A point that fails to synthesize stops the run with Yosys's message and the point's name
 (exit status 1); nothing is skipped silently. Results are cached in build/synth/cache/.
@@ -22,9 +25,10 @@ from golden.random_model import random_model
 
 from . import report as rp
 from .flow import ROOT, SynthError, fmax, synthesize
+from .engines import BEGIN, END
 from .report import cost
 from .sweeps import (A_AT_ACC, A_SWEEP, ACC_MAIN, ACC_SWEEP, MAC_BIAS_WIDTH, MAC_MAX_BEATS,
-                     THR_CHANNELS, engine_points, fmax_points, points)
+                     THR_CHANNELS, fmax_points, points)
 
 DOCS = ROOT / "docs"
 EXPECTED = ("shift_quant", "log2_act", "threshold_quant", "residual_add", "mac_array")
@@ -139,16 +143,19 @@ def _mac_section(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, tuple
                      for r in macs})
     for pe, simd, w, a in keyset:
         kw = dict(block="mac_array", Pe=pe, Simd=simd, W=w, A=a)
-        x, xn, ic = (rp.one(macs, arch=ar, **kw) for ar in ("xilinx", "xilinx-nodsp", "ice40"))
-        ref = x or xn or ic
+        x, xn, ic, ec = (rp.one(macs, arch=ar, **kw)
+                         for ar in ("xilinx", "xilinx-nodsp", "ice40", "ecp5"))
+        ref = x or xn or ic or ec
         tab.append([pe, simd, w, a, ref["params"]["AccWidth"], f"{ref['meta']['bops']:.0f}",
                     "-" if x is None else f"{x['lut']} / {x['dsp']}",
                     "-" if xn is None else f"{xn['lut']} / {xn['ff']} / {xn['carry']}",
-                    "-" if ic is None else f"{ic['lut']} / {ic['ff']}"])
+                    "-" if ic is None else f"{ic['lut']} / {ic['ff']}",
+                    "-" if ec is None else f"{cost(ec)} / {ec['dsp']}"])
     md = [f"MaxBeats = {MAC_MAX_BEATS}, BiasWidth = {MAC_BIAS_WIDTH}, AccWidth the smallest the "
           "block accepts. BOPs per beat = golden.ops.bops_per_pixel(m=Pe, n=Simd, k=1, A, W).", "",
           rp.md_table(["Pe", "Simd", "W", "A", "AccWidth", "BOPs/beat", "Xilinx LUT / DSP48",
-                       "Xilinx -nodsp LUT / FF / CARRY4", "iCE40 LUT4 / DFF"], tab), ""]
+                       "Xilinx -nodsp LUT / FF / CARRY4", "iCE40 LUT4 / DFF",
+                       "ECP5 LUT / MULT18"], tab), ""]
     for arch, (a, b, r2) in fits.items():
         n = len(rp.select(macs, arch=arch))
         md.append(f"- **{arch}**: LUTs = {a:.3f} x BOPs + {b:.1f}, **R^2 = {r2:.4f}** "
@@ -240,22 +247,14 @@ def write_markdown(rows: list[dict[str, Any]], summary: dict, fits: dict, elapse
     md += ["## MAC array: LUTs vs BOPs", "", "![MAC LUTs vs BOPs](img/synth_mac_bops.png)", ""]
     mac_md, _ = _mac_section(rows)
     md += mac_md
-    eng = rp.select(rows, block="nuq_engine")
-    if eng:
-        md += ["## Whole-network engine", "",
-               "rtl/nuq_engine.sv built for the shipped digits model (its memory images from "
-               "hwgen.engine_image; the data memory is the engine's multi-port simulation "
-               "model, so these figures are an upper bound on a banked BRAM build).", "",
-               rp.md_table(["variant", "arch", "LUT", "LUTRAM sites", "FF", "CARRY4", "DSP48",
-                            "BRAM"],
-                           [[r["variant"], r["arch"], r["lut"], r["lutram"], r["ff"], r["carry"],
-                             r["dsp"], r["bram"]] for r in eng]), ""]
+    old_doc = DOCS / "synthesis.md"
+    prev = old_doc.read_text() if old_doc.is_file() else ""
+    if BEGIN in prev and END in prev:  # the engine section of `make synth-engines`, kept
+        md += [prev[prev.index(BEGIN):prev.index(END) + len(END)], ""]
     else:
-        md += ["## Whole-network engine", "",
-               "Not in the default sweep: `make synth ENGINE=1` adds rtl/nuq_engine.sv built for "
-               "models/digits with Pe = Simd = 2 (Xilinx). Measured on the project's 2-core "
-               "machine, that Yosys run had not finished after 7 minutes (why was not "
-               "investigated), so no engine figures are reported here.", ""]
+        md += ["## Whole-network engines", "",
+               "Not in the default sweep: `make synth-engines` (synth/engines.py) synthesizes "
+               "both engines for both shipped models on the three families.", ""]
     md += ["## Fmax (iCE40HX8K, nextpnr)", ""] + _fmax_section(rows)
     md += ["## BOPs per layer and per model", "",
            "`golden.cost.model_bops(model)` applies DESIGN.md's formula "
@@ -272,14 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="ignore the cache")
     ap.add_argument("--no-fmax", action="store_true", help="skip nextpnr")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/")
-    ap.add_argument("--engine", action="store_true",
-                    help="also synthesize the whole-network engine (slow; Xilinx only)")
+    ap.add_argument("--arch", nargs="*", help="targets to synthesize (default: all)")
+    ap.add_argument("--merge-csv", action="store_true",
+                    help="merge the results into docs/data/synth.csv (rows of the same point "
+                    "replaced) instead of rewriting docs/")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     only = set(args.only) if args.only else None
-    pts = points(only)
-    if args.engine:
-        pts += engine_points()
+    pts = [p for p in points(only) if not args.arch or p.arch in args.arch]
     have = {p.stem for p in (ROOT / "rtl").glob("*.sv")}
     missing = [b for b in EXPECTED if b not in have]
     for b in missing:
@@ -304,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     except SynthError as e:
         print(f"synth: FAILED {e}", file=sys.stderr)
         return 1
+    if args.merge_csv:
+        n = rp.merge_csv(rows, DOCS / "data" / "synth.csv")
+        print(f"synth: merged {len(rows)} rows into docs/data/synth.csv ({n} rows)")
+        return 0
     if args.no_docs:
         return 0
     (DOCS / "data").mkdir(parents=True, exist_ok=True)

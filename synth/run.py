@@ -210,13 +210,19 @@ def write_markdown(rows: list[dict[str, Any]], summary: dict, fits: dict, elapse
           "- Each block is synthesized out of context with `read_slang` and the parameters as "
           "`-G` overrides, hierarchy flattened: Xilinx 7-series `synth_xilinx -family xc7 "
           "-noiopad` (with DSP48 inference, and `-nodsp` for the MAC array), iCE40 "
-          "`synth_ice40`. LUT = LUT1..LUT6 (+INV) on Xilinx, SB_LUT4 on iCE40; FF, CARRY4 / "
-          "SB_CARRY and DSP48E1 counted apart (see `synth/flow.py: summarize`).",
+          "`synth_ice40` (`-dsp` for the UP5K), Lattice ECP5 `synth_ecp5` (MAC array, mvau and "
+          "engines). LUT = LUT1..LUT6 (+INV) on Xilinx, SB_LUT4 on iCE40, LUT4 on ECP5 (its "
+          "PFUMX / L6MUX21 wide-function muxes take no LUT and are counted apart, a CCU2C carry "
+          "cell takes two LUT4 sites); FF, CARRY4 / SB_CARRY / CCU2C, DSP48E1 / SB_MAC16 / "
+          "MULT18X18D and block RAM (RAMB18/36, SB_RAM40_4K, DP16KD) counted apart (see "
+          "`synth/flow.py: summarize`). Yosys's ECP5 flow puts every product of the MAC array, "
+          "even 2 x 2 bits, into a MULT18X18D.",
           "- Quantizers: one lane, one channel, UserWidth 1 unless stated. Threshold quantizer "
           "`run-time` = `Writable=1` (thresholds in registers with a write port); `fixed` = "
           "`Writable=0` with a `$readmemh` ROM image (ascending random thresholds, T1 = 1), "
           "which synthesis folds into constant comparators: the form a deployed network uses.",
-          "- Fmax: iCE40HX8K, nextpnr-ice40, one placement seed (1), the block between "
+          "- Fmax: iCE40HX8K (blocks), iCE40UP5K and ECP5 LFE5U-25F (engines), nextpnr, one "
+          "placement seed (1), the block between "
           "registers (a generated wrapper: inputs from a shift register, outputs into one), so "
           "every path is register to register. A single seed: expect about +-10 % from seed "
           "to seed.", ""]

@@ -10,7 +10,7 @@
 //   out: one beat = one pooled pixel, same layout, in raster order of the OutH x OutW map.
 //
 // How (separable max): the last Kernel-1 pixels of the row sit in a shift register; at a
-// column where a window ends (stride phase counter) their maximum with the incoming pixel is
+// column where a window ends (rtl/window_scan.sv, stride phase counters) their maximum with the incoming pixel is
 // the row maximum hmax of that window column. A line store keeps, for each of the OutW window
 // columns, the row maxima of the last Kernel-1 rows (one word of Kernel-1 slots per column,
 // rewritten shifted by one slot with hmax in slot 0). At a row where a window ends, the
@@ -102,14 +102,9 @@ module maxpool_stream #(
   // ---- geometry ------------------------------------------------------------------------------
   localparam int K      = (Kernel >= 1) ? Kernel : 1;
   localparam int S      = (Stride >= 1) ? Stride : 1;
-  localparam int OutH   = (InH >= K) ? (InH - K) / S + 1 : 1;
   localparam int XW     = (InW > 1) ? $clog2(InW) : 1;
   localparam int YW     = (InH > 1) ? $clog2(InH) : 1;
   localparam int OW     = (OutW > 1) ? $clog2(OutW) : 1;
-  localparam int SW     = (S > 1) ? $clog2(S) : 1;
-  localparam int LastX  = K - 1 + (OutW - 1) * S;
-  localparam int LastY  = K - 1 + (OutH - 1) * S;
-  localparam int Phase0 = (S - (K - 1) % S) % S;
 
   // Element-wise maximum of two pixels.
   function automatic logic [PixW-1:0] pix_max(logic [PixW-1:0] a, logic [PixW-1:0] b);
@@ -127,20 +122,29 @@ module maxpool_stream #(
   endfunction
 
   // ---- position counters ---------------------------------------------------------------------
-  logic [XW-1:0] x_q;
-  logic [YW-1:0] y_q;
+  // Only the window flags of the scan are needed here (ox counts the window columns).
+  logic [XW-1:0] unused_x, unused_x_next;
+  logic [YW-1:0] unused_y;
   logic [OW-1:0] ox_q, ox_next;
-  logic [SW-1:0] sx_q, sy_q;
   logic          hend, vend, take, valid_q;
   logic [PixW-1:0] hmax, vmax, data_q;
 
-  // Some comparisons are constant for some parameter sets (e.g. x >= 0 with Kernel = 1).
-  /* verilator lint_off UNSIGNED */
-  /* verilator lint_off CMPCONST */
-  assign hend = (32'(x_q) >= K - 1) && (32'(x_q) <= LastX) && (sx_q == '0);
-  assign vend = (32'(y_q) >= K - 1) && (32'(y_q) <= LastY) && (sy_q == '0);
-  /* verilator lint_on CMPCONST */
-  /* verilator lint_on UNSIGNED */
+  window_scan #(
+    .Cols  (InW),
+    .Rows  (InH),
+    .Kernel(K),
+    .Stride(S)
+  ) u_scan (
+    .clk_i,
+    .rst_ni,
+    .step_i   (take),
+    .x_o      (unused_x),
+    .x_next_o (unused_x_next),
+    .y_o      (unused_y),
+    .col_end_o(hend),
+    .row_end_o(vend)
+  );
+
   assign in_ready_o  = ~(hend & vend) | ~valid_q | out_ready_i;
   assign take        = in_valid_i & in_ready_o;
   assign out_valid_o = valid_q;
@@ -149,24 +153,10 @@ module maxpool_stream #(
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      x_q     <= '0;
-      y_q     <= '0;
       ox_q    <= '0;
-      sx_q    <= SW'(Phase0);
-      sy_q    <= SW'(Phase0);
       valid_q <= 1'b0;
     end else begin
-      if (take) begin
-        x_q  <= (32'(x_q) == InW - 1) ? '0 : x_q + XW'(1);
-        sx_q <= (32'(x_q) == InW - 1) ? SW'(Phase0) :
-                (32'(sx_q) == S - 1) ? '0 : sx_q + SW'(1);
-        if (hend) ox_q <= ox_next;
-        if (32'(x_q) == InW - 1) begin
-          y_q  <= (32'(y_q) == InH - 1) ? '0 : y_q + YW'(1);
-          sy_q <= (32'(y_q) == InH - 1) ? SW'(Phase0) :
-                  (32'(sy_q) == S - 1) ? '0 : sy_q + SW'(1);
-        end
-      end
+      if (take && hend) ox_q <= ox_next;
       if (take && hend && vend) begin
         valid_q <= 1'b1;
       end else if (out_ready_i) begin

@@ -18,7 +18,8 @@
 // and writes back, at the current column, the word shifted by one slot with the current pixel
 // in slot 0. The read address (next column) never equals the write address (current column),
 // since Kernel >= 2 implies InW + 2 Pad >= 2. A step emits the window when the window's
-// bottom-right corner sits on an output position (stride phase counters, no multiplies).
+// bottom-right corner sits on an output position (rtl/window_scan.sv: stride phase counters,
+// no multiplies).
 // Rows and columns of the remainder (beyond the last window) are consumed, not emitted;
 // Stride > Kernel works the same way.
 //
@@ -110,64 +111,54 @@ module sliding_window #(
   localparam int S    = (Stride >= 1) ? Stride : 1;
   localparam int PadH = InH + 2 * Pad;
   localparam int PadW = InW + 2 * Pad;
-  localparam int OutH = (PadH >= K) ? (PadH - K) / S + 1 : 1;
-  localparam int OutW = (PadW >= K) ? (PadW - K) / S + 1 : 1;
   localparam int XW   = (PadW > 1) ? $clog2(PadW) : 1;
   localparam int YW   = (PadH > 1) ? $clog2(PadH) : 1;
-  localparam int SW   = (S > 1) ? $clog2(S) : 1;
-  // Last scan positions whose window is emitted (bottom-right corner of the last window).
-  localparam int LastX = K - 1 + (OutW - 1) * S;
-  localparam int LastY = K - 1 + (OutH - 1) * S;
-  // Stride phase at column / row 0: phase 0 falls on column / row K-1.
-  localparam int Phase0 = (S - (K - 1) % S) % S;
 
   // ---- scan state ----------------------------------------------------------------------------
-  logic [XW-1:0] x_q;
+  logic [XW-1:0] x_q, x_next;
   logic [YW-1:0] y_q;
-  logic [SW-1:0] sx_q, sy_q;
-  logic          valid_q;
+  logic          col_end, row_end, valid_q;
   logic          in_img, emit, room, step;
   logic [PixW-1:0] pix;
-  logic [XW-1:0] x_next;
 
-  // Comparisons of the counters with constants; some are always true for some parameter sets
+  window_scan #(
+    .Cols  (PadW),
+    .Rows  (PadH),
+    .Kernel(K),
+    .Stride(S)
+  ) u_scan (
+    .clk_i,
+    .rst_ni,
+    .step_i   (step),
+    .x_o      (x_q),
+    .x_next_o (x_next),
+    .y_o      (y_q),
+    .col_end_o(col_end),
+    .row_end_o(row_end)
+  );
+
+  // Comparisons of the position with constants; some are always true for some parameter sets
   // (e.g. x >= Pad with Pad = 0), which is intended.
   /* verilator lint_off UNSIGNED */
   /* verilator lint_off CMPCONST */
   assign in_img = (32'(y_q) >= Pad) && (32'(y_q) < Pad + InH) &&
                   (32'(x_q) >= Pad) && (32'(x_q) < Pad + InW);
-  assign emit   = (32'(x_q) >= K - 1) && (32'(x_q) <= LastX) && (sx_q == '0) &&
-                  (32'(y_q) >= K - 1) && (32'(y_q) <= LastY) && (sy_q == '0);
   /* verilator lint_on CMPCONST */
   /* verilator lint_on UNSIGNED */
+  assign emit   = col_end & row_end;
   assign room   = ~valid_q | out_ready_i;
   assign step   = room & (~in_img | in_valid_i);
   assign in_ready_o  = room & in_img;
   assign out_valid_o = valid_q;
   assign pix    = in_img ? in_data_i : '0;
-  assign x_next = (32'(x_q) == PadW - 1) ? '0 : x_q + XW'(1);
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      x_q     <= '0;
-      y_q     <= '0;
-      sx_q    <= SW'(Phase0);
-      sy_q    <= SW'(Phase0);
       valid_q <= 1'b0;
-    end else begin
-      if (step) begin
-        valid_q <= emit;
-        x_q     <= x_next;
-        sx_q    <= (32'(x_q) == PadW - 1) ? SW'(Phase0) :
-                   (32'(sx_q) == S - 1) ? '0 : sx_q + SW'(1);
-        if (32'(x_q) == PadW - 1) begin
-          y_q  <= (32'(y_q) == PadH - 1) ? '0 : y_q + YW'(1);
-          sy_q <= (32'(y_q) == PadH - 1) ? SW'(Phase0) :
-                  (32'(sy_q) == S - 1) ? '0 : sy_q + SW'(1);
-        end
-      end else if (out_ready_i) begin
-        valid_q <= 1'b0;
-      end
+    end else if (step) begin
+      valid_q <= emit;
+    end else if (out_ready_i) begin
+      valid_q <= 1'b0;
     end
   end
 
@@ -175,6 +166,8 @@ module sliding_window #(
   logic [K*PixW-1:0] column;  // pixel ky at [ky*PixW +: PixW], ky = 0 the top row
 
   if (K == 1) begin : gen_no_lb
+    logic unused_x_next;  // no line buffer to prefetch from
+    assign unused_x_next = ^x_next;
     assign column = pix;
   end else begin : gen_lb
     localparam int LbW = (K - 1) * PixW;

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
 from golden import ops
+from tb.common import image_stream as images
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
-from tb.common.stream import pack, signed_range
+from tb.common.stream import signed_range
 from tb.common.sweep import sweep_cases
 
-SRCS = ["ram_sdp.sv", "maxpool_stream.sv"]
+SRCS = ["ram_sdp.sv", "window_scan.sv", "maxpool_stream.sv"]
 
 
 def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
@@ -37,24 +37,17 @@ def _range(p: dict) -> tuple[int, int]:
     return signed_range(p["Bits"]) if p["Signed"] else (0, (1 << p["Bits"]) - 1)
 
 
-def _random_image(env: StreamEnv, p: dict) -> np.ndarray:
+def _random_image(env: StreamEnv) -> np.ndarray:
+    p = tb_params()
     lo, hi = _range(p)
     shape = (p["InH"], p["InW"], p["Channels"])
     return np.array([env.rng.randint(lo, hi) for _ in range(int(np.prod(shape)))],
                     dtype=np.int64).reshape(shape)
 
 
-def _send_image(env: StreamEnv, p: dict, img: np.ndarray, what: str) -> int:
-    """Queue the pixels of ``img`` and the pooled pixels golden.ops.maxpool2d gives."""
-    bits = p["Bits"]
-    for row in img:
-        for px in row:
-            env.driver.append({"d": pack(px, bits)})
-    out = ops.maxpool2d(img, p["Kernel"], p["Stride"])
-    for oy in range(out.shape[0]):
-        for ox in range(out.shape[1]):
-            env.sb.expect({"d": pack(out[oy, ox], bits)}, f"{what} pooled pixel ({oy}, {ox})")
-    return out.shape[0] * out.shape[1]
+def _golden(img: np.ndarray) -> np.ndarray:
+    p = tb_params()
+    return ops.maxpool2d(img, p["Kernel"], p["Stride"])
 
 
 @cocotb.test()
@@ -62,13 +55,7 @@ async def random_images(dut):
     """Random images back to back over phases of bubbles and back-pressure."""
     env, p = _env(dut, "random", 0.0, 0.0)
     await env.start()
-    total = 0
-    for phase, (bubble, bp) in enumerate([(0.0, 0.0), (0.3, 0.3), (0.6, 0.1), (0.1, 0.8)]):
-        env.set_pressure(bubble, bp)
-        for i in range(3):
-            total += _send_image(env, p, _random_image(env, p), f"phase {phase} image {i}")
-        await env.drain()
-    assert env.sb.matched == total, f"matched {env.sb.matched} of {total}"
+    await images.random_images(env, p["Bits"], _random_image, _golden)
 
 
 @cocotb.test()
@@ -79,18 +66,18 @@ async def directed_images(dut):
     await env.start()
     lo, hi = _range(p)
     h, w, c, k = p["InH"], p["InW"], p["Channels"], p["Kernel"]
-    images = {"min": np.full((h, w, c), lo, np.int64), "max": np.full((h, w, c), hi, np.int64),
-              "ramp": lo + (np.arange(h * w * c, dtype=np.int64).reshape(h, w, c) * 5)
-              % (hi - lo + 1)}
+    imgs = {"min": np.full((h, w, c), lo, np.int64), "max": np.full((h, w, c), hi, np.int64),
+            "ramp": lo + (np.arange(h * w * c, dtype=np.int64).reshape(h, w, c) * 5)
+            % (hi - lo + 1)}
     for ky in range(k):
         for kx in range(k):
             img = np.full((h, w, c), lo, np.int64)
             img[ky, kx, :] = hi
-            images[f"max at ({ky}, {kx})"] = img
+            imgs[f"max at ({ky}, {kx})"] = img
     if p["Signed"]:
-        images["-1/0"] = -(np.arange(h * w * c, dtype=np.int64).reshape(h, w, c) % 2)
-    for name, img in images.items():
-        _send_image(env, p, img, name)
+        imgs["-1/0"] = -(np.arange(h * w * c, dtype=np.int64).reshape(h, w, c) % 2)
+    for name, img in imgs.items():
+        images.send_image(env, p["Bits"], img, _golden, name)
     await env.drain()
 
 
@@ -99,16 +86,7 @@ async def full_throughput(dut):
     """No bubbles, no back-pressure: one input pixel per cycle, images back to back."""
     env, p = _env(dut, "throughput", 0.0, 0.0)
     await env.start()
-    n = 3
-    want = sum(_send_image(env, p, _random_image(env, p), f"image {i}") for i in range(n))
-    pixels = p["InH"] * p["InW"]
-    cycles = 0
-    while env.sb.matched < want and cycles < 4 * n * pixels + 20:
-        await RisingEdge(dut.clk_i)
-        cycles += 1
-    dut._log.info(f"full_throughput: {n} images of {pixels} pixels in {cycles} cycles")
-    assert cycles <= n * pixels + 3, f"SEED={env.seed}: {cycles} cycles for {n * pixels} pixels"
-    await env.drain()
+    await images.full_throughput(env, p["Bits"], _random_image, _golden, p["InH"] * p["InW"])
 
 
 @cocotb.test()
@@ -116,18 +94,7 @@ async def reset_mid_image(dut):
     """Reset in the middle of the second image; then two whole images pass correctly."""
     env, p = _env(dut, "reset", 0.2, 0.5)
     await env.start()
-    _send_image(env, p, _random_image(env, p), "image 0 (before reset)")
-    _send_image(env, p, _random_image(env, p), "image 1 (reset inside)")
-    pixels = p["InH"] * p["InW"]
-    for _ in range(50 * (2 * pixels + 10)):
-        if env.driver.sent >= pixels + pixels // 2 + 1 or env.driver.idle():
-            break
-        await RisingEdge(dut.clk_i)
-    assert not env.sb.errors, f"SEED={env.seed}: before the reset: {env.sb.errors[0]}"
-    await env.reset()
-    for i in range(2):
-        _send_image(env, p, _random_image(env, p), f"image {i} after reset")
-    await env.drain()
+    await images.reset_mid_image(env, p["Bits"], _random_image, _golden, p["InH"] * p["InW"])
 
 
 _SETS = [  # (Bits, Channels, InH, InW, Kernel, Stride, Signed)

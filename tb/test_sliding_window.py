@@ -19,13 +19,14 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from golden import ops
+from tb.common import image_stream as images
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
-from tb.common.stream import is_high, pack
+from tb.common.stream import is_high
 from tb.common.sweep import sweep_cases
 
-SRCS = ["ram_sdp.sv", "sliding_window.sv"]
+SRCS = ["ram_sdp.sv", "window_scan.sv", "sliding_window.sv"]
 
 
 def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
@@ -51,23 +52,16 @@ async def _hold_checker(dut, env: StreamEnv) -> None:
         pending = data if valid and not is_high(dut.out_ready_i) else None
 
 
-def _random_image(env: StreamEnv, p: dict) -> np.ndarray:
+def _random_image(env: StreamEnv) -> np.ndarray:
+    p = tb_params()
     return np.array([[[env.rng.getrandbits(p["Bits"]) for _ in range(p["Channels"])]
                       for _ in range(p["InW"])] for _ in range(p["InH"])], dtype=np.int64)
 
 
-def _send_image(env: StreamEnv, p: dict, img: np.ndarray, what: str) -> int:
-    """Queue the pixels of ``img`` and the im2col windows they must produce; returns the
-    number of windows."""
-    bits = p["Bits"]
-    for row in img:
-        for px in row:
-            env.driver.append({"d": pack(px, bits)})
-    cols = ops.im2col(img, p["Kernel"], p["Stride"], p["Pad"])
-    for oy in range(cols.shape[0]):
-        for ox in range(cols.shape[1]):
-            env.sb.expect({"d": pack(cols[oy, ox], bits)}, f"{what} window ({oy}, {ox})")
-    return cols.shape[0] * cols.shape[1]
+def _golden(img: np.ndarray) -> np.ndarray:
+    """The im2col rows of ``img``: one window per output pixel."""
+    p = tb_params()
+    return ops.im2col(img, p["Kernel"], p["Stride"], p["Pad"])
 
 
 @cocotb.test()
@@ -75,13 +69,7 @@ async def random_images(dut):
     """Random images back to back over phases of bubbles and back-pressure."""
     env, p = _env(dut, "random", 0.0, 0.0)
     await env.start()
-    total = 0
-    for phase, (bubble, bp) in enumerate([(0.0, 0.0), (0.3, 0.3), (0.6, 0.1), (0.1, 0.7)]):
-        env.set_pressure(bubble, bp)
-        for i in range(3):
-            total += _send_image(env, p, _random_image(env, p), f"phase {phase} image {i}")
-        await env.drain()
-    assert env.sb.matched == total, f"matched {env.sb.matched} of {total} windows"
+    await images.random_images(env, p["Bits"], _random_image, _golden)
 
 
 @cocotb.test()
@@ -91,14 +79,14 @@ async def directed_images(dut):
     env, p = _env(dut, "directed", 0.2, 0.3)
     await env.start()
     h, w, c, top = p["InH"], p["InW"], p["Channels"], (1 << p["Bits"]) - 1
-    images = {"zeros": np.zeros((h, w, c), np.int64), "max": np.full((h, w, c), top, np.int64),
-              "ramp": (np.arange(h * w * c, dtype=np.int64).reshape(h, w, c) * 7 + 1) & top}
+    imgs = {"zeros": np.zeros((h, w, c), np.int64), "max": np.full((h, w, c), top, np.int64),
+            "ramp": (np.arange(h * w * c, dtype=np.int64).reshape(h, w, c) * 7 + 1) & top}
     for y, x in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]:
         img = np.zeros((h, w, c), np.int64)
         img[y, x, :] = top
-        images[f"hot pixel ({y}, {x})"] = img
-    for name, img in images.items():
-        _send_image(env, p, img, name)
+        imgs[f"hot pixel ({y}, {x})"] = img
+    for name, img in imgs.items():
+        images.send_image(env, p["Bits"], img, _golden, name)
     await env.drain()
 
 
@@ -108,18 +96,8 @@ async def full_throughput(dut):
     image, images back to back."""
     env, p = _env(dut, "throughput", 0.0, 0.0)
     await env.start()
-    n = 3
-    want = sum(_send_image(env, p, _random_image(env, p), f"image {i}") for i in range(n))
     steps = (p["InH"] + 2 * p["Pad"]) * (p["InW"] + 2 * p["Pad"])
-    cycles = 0
-    while env.sb.matched < want and cycles < 4 * n * steps + 20:
-        await RisingEdge(dut.clk_i)
-        cycles += 1
-    dut._log.info(f"full_throughput: {n} images ({want} windows) in {cycles} cycles, "
-                  f"{steps} scan steps per image")
-    assert cycles <= n * steps + 3, (f"SEED={env.seed}: {n} images took {cycles} cycles, "
-                                     f"expected <= {n * steps + 3}")
-    await env.drain()
+    await images.full_throughput(env, p["Bits"], _random_image, _golden, steps)
 
 
 @cocotb.test()
@@ -128,7 +106,7 @@ async def slow_consumer(dut):
     env, p = _env(dut, "slow", 0.0, 0.9)
     await env.start()
     for i in range(2):
-        _send_image(env, p, _random_image(env, p), f"image {i}")
+        images.send_image(env, p["Bits"], _random_image(env), _golden, f"image {i}")
     await env.drain()
 
 
@@ -137,19 +115,7 @@ async def reset_mid_image(dut):
     """Reset in the middle of the second image; then two whole images pass correctly."""
     env, p = _env(dut, "reset", 0.2, 0.3)
     await env.start()
-    first = _send_image(env, p, _random_image(env, p), "image 0 (before reset)")
-    _send_image(env, p, _random_image(env, p), "image 1 (reset inside)")
-    pixels = p["InH"] * p["InW"]
-    for _ in range(50 * (2 * pixels + 10)):
-        if env.driver.sent >= pixels + pixels // 2 + 1 or env.driver.idle():
-            break
-        await RisingEdge(dut.clk_i)
-    assert env.sb.matched >= first, f"SEED={env.seed}: image 0 did not come out before the reset"
-    assert not env.sb.errors, f"SEED={env.seed}: before the reset: {env.sb.errors[0]}"
-    await env.reset()
-    for i in range(2):
-        _send_image(env, p, _random_image(env, p), f"image {i} after reset")
-    await env.drain()
+    await images.reset_mid_image(env, p["Bits"], _random_image, _golden, p["InH"] * p["InW"])
 
 
 _GEOMETRY = [  # (Bits, Channels, InH, InW, Kernel, Stride, Pad)

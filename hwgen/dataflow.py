@@ -725,4 +725,4 @@ endmodule
 RTL_SOURCES = ["mvau.sv", "dense_buffer.sv", "mac_array.sv", "ram_sdp.sv", "threshold_quant.sv",
                "log2_act.sv", "shift_quant.sv", "stream_reg.sv", "residual_add.sv",
                "stream_fifo.sv", "stream_fork.sv", "stream_join.sv", "sliding_window.sv",
-               "maxpool_stream.sv"]
+               "maxpool_stream.sv", "window_scan.sv"]

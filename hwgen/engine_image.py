@@ -546,16 +546,16 @@ def write_image(pl: EnginePlan, out_dir: str | Path, params: dict[str, Any] | No
     _write(out / "tab.memh", tab, simd * TAB_LANE_BITS, params["TabDepth"])
     _write(out / "thr.memh", [int(v) for v in thr.reshape(-1)], acc,
            params["ThrChannels"] * thr_levels)
-    (out / "plan.json").write_text(json.dumps(summary(pl), indent=1) + "\n")
+    (out / "plan.json").write_text(json.dumps(summary(pl, params), indent=1) + "\n")
     return out
 
 
-def summary(pl: EnginePlan) -> dict[str, Any]:
-    """Passes, memory map, parameters and the ideal cycle count (sum over MAC layers of
-    ``ceil(MACs / (Pe * Simd))``)."""
+def summary(pl: EnginePlan, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Passes, memory map, parameters (the build's ``params`` when given, else the plan's own)
+    and the ideal cycle count (sum over MAC layers of ``ceil(MACs / (Pe * Simd))``)."""
     return {
         "model": pl.model.name,
-        "params": pl.params,
+        "params": dict(pl.params if params is None else params),
         "add_widths": pl.add_widths,
         "mem_depth": pl.mem_depth,
         "ideal_cycles": ideal_cycles(pl),

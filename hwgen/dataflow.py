@@ -144,20 +144,89 @@ def _check_folding(model: IntModel, folding: Mapping[str, tuple[int, int]]) -> N
 
 
 def unit_cycles(model: IntModel, folding: Mapping[str, tuple[int, int]]) -> dict[str, int]:
-    """Cycles per image of every unit: a MAC layer its :func:`layer_cycles` (at least its input
-    pixels, which its window generator takes one per cycle); any other unit (and the input
-    stream) max(input pixels, output pixels), one pixel per cycle."""
+    """Cycles per image of every unit: a MAC layer its :func:`layer_cycles`, at least the
+    (H + 2 Pad)(W + 2 Pad) scan steps of its sliding_window (one per cycle, padding positions
+    included) or its input pixels; any other unit (and the input stream) max(input pixels,
+    output pixels), one pixel per cycle."""
     _check_folding(model, folding)
     ih, iw, _ = _shape3(model.input_shape)
     out = {"input": ih * iw}
     for lay in model.layers:
         pin = max(int(np.prod(_shape3(model.types[s].shape)[:2])) for s in lay.inputs)
         pout = int(np.prod(_shape3(model.types[lay.name].shape)[:2]))
-        if lay.op in MAC_OPS:
+        if lay.op == "conv2d" and _has_window(lay):
+            h, w, _ = _shape3(model.types[lay.inputs[0]].shape)
+            pad = lay.attrs["pad"]
+            out[lay.name] = max(layer_cycles(model, lay.name, *folding[lay.name]),
+                                (h + 2 * pad) * (w + 2 * pad))
+        elif lay.op in MAC_OPS:
             out[lay.name] = max(layer_cycles(model, lay.name, *folding[lay.name]), pin)
         else:
             out[lay.name] = max(pin, pout)
     return out
+
+
+def _has_window(lay: Layer) -> bool:
+    """A conv needs a sliding_window unless it is 1x1, stride 1, no padding."""
+    a = lay.attrs
+    return not (a["kernel"] == 1 and a["stride"] == 1 and a["pad"] == 0)
+
+
+def scan_gap(h: int, w: int, k: int, stride: int, pad: int) -> int:
+    """Most sliding_window scan steps (cycles) between two consecutive windows, images back to
+    back: the scan walks the (h + 2 pad) x (w + 2 pad) padded image one position per step and
+    emits a window where its bottom-right corner sits on an output position."""
+    ph, pw = h + 2 * pad, w + 2 * pad
+    oh, ow = ops.conv_out_size(h, k, stride, pad), ops.conv_out_size(w, k, stride, pad)
+    steps = [(k - 1 + oy * stride) * pw + k - 1 + ox * stride
+             for oy in range(oh) for ox in range(ow)]
+    gaps = [b - a for a, b in zip(steps, steps[1:])] + [ph * pw - steps[-1] + steps[0]]
+    return max(gaps)
+
+
+def scan_idle_windows(h: int, w: int, k: int, stride: int, pad: int) -> int:
+    """Most windows a sliding_window emits between two input pixels it takes (images back to
+    back): at padding positions (right / bottom border, then the next image's top) the scan
+    emits windows and takes no pixel, so the unit before it must be able to push that many
+    pixels meanwhile."""
+    ph, pw = h + 2 * pad, w + 2 * pad
+    oh, ow = ops.conv_out_size(h, k, stride, pad), ops.conv_out_size(w, k, stride, pad)
+    emits = {(k - 1 + oy * stride) * pw + k - 1 + ox * stride
+             for oy in range(oh) for ox in range(ow)}
+    takes = [(y + pad) * pw + x + pad for y in range(h) for x in range(w)]
+    best = 0
+    for a, b in zip(takes, takes[1:] + [takes[0] + ph * pw]):
+        # windows emitted after the step that takes pixel a (itself included) before pixel b
+        best = max(best, sum(1 for t in range(a, b) if t % (ph * pw) in emits))
+    return best
+
+
+def input_fifo_depth(model: IntModel, name: str) -> int:
+    """Depth of the stream_fifo in front of a conv's sliding_window (0 = none):
+    :func:`scan_idle_windows` + 2, so that the unit before it keeps producing while the window
+    generator emits the border windows (which take no pixel)."""
+    lay = model.layer(name)
+    if not _has_window(lay):
+        return 0
+    h, w, _ = _shape3(model.types[lay.inputs[0]].shape)
+    a = lay.attrs
+    return scan_idle_windows(h, w, a["kernel"], a["stride"], a["pad"]) + 2
+
+
+def window_fifo_depth(model: IntModel, name: str, pe: int, simd: int) -> int:
+    """Depth of the stream_fifo between a conv's sliding_window and its mvau (0 = none). The
+    mvau takes a window every ceil(Cout/Pe)*ceil(N/Simd) = B cycles; the window generator needs
+    up to :func:`scan_gap` = g steps between two windows (row ends, padding rows, the next
+    image), during which the mvau must not starve: ceil(g / B) windows buffered (at least 2,
+    stream_fifo's II=1 depth). With B = 1 the scan is the bottleneck: no FIFO."""
+    lay = model.layer(name)
+    g = mac_geometry(model, name)
+    b = -(-g["cout"] // pe) * -(-g["n"] // simd)
+    if b == 1 or not _has_window(lay):
+        return 0
+    h, w, _ = _shape3(model.types[lay.inputs[0]].shape)
+    a = lay.attrs
+    return max(2, -(-scan_gap(h, w, a["kernel"], a["stride"], a["pad"]) // b))
 
 
 def expected_cycles_per_image(model: IntModel, folding: Mapping[str, tuple[int, int]]) -> int:
@@ -310,10 +379,11 @@ def window_lookahead(h: int, w: int, k: int, pad: int) -> int:
     return best
 
 
-def branch_hold(model: IntModel, fork: str, tensor: str) -> int:
+def branch_hold(model: IntModel, folding: Mapping[str, tuple[int, int]], fork: str,
+                tensor: str) -> int:
     """Pixels of tensor ``fork`` the path fork -> ``tensor`` can hold: per unit its window
-    lookahead (:func:`window_lookahead`, conv and maxpool) plus its pipeline slack
-    (SLACK_MAC / SLACK_OTHER); the longest path when there are several. Raises DataflowError for a
+    lookahead (:func:`window_lookahead`, conv and maxpool), its window FIFO
+    (:func:`window_fifo_depth`) and its pipeline slack (SLACK_MAC / SLACK_OTHER); the longest path when there are several. Raises DataflowError for a
     unit that changes the number of pixels (the formula covers size-preserving branches)."""
     fused = _fused(model)
     memo: dict[str, int] = {}
@@ -332,7 +402,9 @@ def branch_hold(model: IntModel, fork: str, tensor: str) -> int:
         h, w, _ = _shape3(model.types[src].shape)
         own = SLACK_OTHER
         if lay.op == "conv2d":
-            own = SLACK_MAC + window_lookahead(h, w, lay.attrs["kernel"], lay.attrs["pad"])
+            own = (SLACK_MAC + window_lookahead(h, w, lay.attrs["kernel"], lay.attrs["pad"])
+                   + window_fifo_depth(model, unit, *folding[unit])
+                   + input_fifo_depth(model, unit))
         elif lay.op == "maxpool":
             own += window_lookahead(h, w, lay.attrs["kernel"], 0)
         ins = [i for i in lay.inputs if i == fork or fork in _ancestors(model, i)]
@@ -365,14 +437,15 @@ def fork_point(model: IntModel, add: str) -> str:
     return max(common, key=lambda t: order[t])
 
 
-def fifo_depth(model: IntModel, add: str) -> tuple[int, int]:
+def fifo_depth(model: IntModel, folding: Mapping[str, tuple[int, int]], add: str
+               ) -> tuple[int, int]:
     """(input index of the shortcut, FIFO depth) for add layer ``add``: the FIFO sits on the
     input whose branch from the fork point holds fewer pixels; its depth is the other branch's
     :func:`branch_hold` + FIFO_MARGIN, so the fork can always push the pixels the long branch
     needs before its next output (no deadlock) and keeps pushing while the long branch is full
     (full rate)."""
     f = fork_point(model, add)
-    holds = [branch_hold(model, f, t) for t in model.layer(add).inputs]
+    holds = [branch_hold(model, folding, f, t) for t in model.layer(add).inputs]
     short = int(np.argmin(holds))
     return short, max(holds) + FIFO_MARGIN
 
@@ -460,17 +533,30 @@ def _mac_unit(top: _Top, model: IntModel, lay: Layer, act: Layer | None, pe: int
               f"u_buf_{_sv_id(lay.name)}", src, win)
     else:
         k, s, pad = lay.attrs["kernel"], lay.attrs["stride"], lay.attrs["pad"]
-        if k == 1 and s == 1 and pad == 0:
+        if not _has_window(lay):
             win = src  # the pixel is the window
         else:
+            dq = top.stream(f"pq_{_sv_id(lay.name)}", ic * t_in.bits)
+            _inst(top, "stream_fifo", dict(Width=ic * t_in.bits,
+                                           Depth=input_fifo_depth(model, lay.name)),
+                  f"u_pfifo_{_sv_id(lay.name)}", src, dq, "\n    .level_o    (),")
+            src = dq
             top.stream(win, n * t_in.bits)
             _inst(top, "sliding_window", dict(Bits=t_in.bits, Channels=ic, InH=ih, InW=iw,
                                               Kernel=k, Stride=s, Pad=pad),
                   f"u_win_{_sv_id(lay.name)}", src, win)
+            depth = window_fifo_depth(model, lay.name, pe, simd)
+            if depth:
+                wq = top.stream(f"wq_{_sv_id(lay.name)}", n * t_in.bits)
+                _inst(top, "stream_fifo", dict(Width=n * t_in.bits, Depth=depth),
+                      f"u_wfifo_{_sv_id(lay.name)}", win, wq, "\n    .level_o    (),")
+                win = wq
     _inst(top, "mvau", dict(p, **files), f"u_mvau_{_sv_id(lay.name)}", win, dst)
     top.info.setdefault("mvau", {})[lay.name] = dict(
         pe=pe, simd=simd, act=kind, fused=act.name if act is not None else None,
-        acc_width=p["AccWidth"], chunks=-(-n // simd), groups=-(-p["Cout"] // pe))
+        acc_width=p["AccWidth"], chunks=-(-n // simd), groups=-(-p["Cout"] // pe),
+        window_fifo=0 if dense else window_fifo_depth(model, lay.name, pe, simd),
+        input_fifo=0 if dense else input_fifo_depth(model, lay.name))
 
 
 def _act_unit(top: _Top, model: IntModel, lay: Layer, src: str, dst: str, out_dir: Path,
@@ -556,7 +642,7 @@ def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: s
     _check_model(model)
     if not tag.replace("_", "").isalnum():
         raise DataflowError(f"tag: {tag!r} must be letters, digits and '_'")
-    adds = {lay.name: fifo_depth(model, lay.name) for lay in model.layers if lay.op == "add"}
+    adds = {lay.name: fifo_depth(model, folding, lay.name) for lay in model.layers if lay.op == "add"}
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     top = _Top()

@@ -32,7 +32,8 @@ GEN = ROOT / "sim_build" / "dataflow_gen"
 
 def sources() -> list[str]:
     """The rtl/ modules a dataflow top instantiates."""
-    return [s if (RTL / s).exists() else str(ROOT / "build" / "standin" / s)  # TEMP stand-in
+    standin = os.environ.get("DATAFLOW_STANDIN", "").split(",")  # TEMP
+    return [s if (RTL / s).exists() and s not in standin else str(ROOT / "build" / "standin" / s)
             for s in RTL_SOURCES]
 
 

@@ -165,3 +165,134 @@ async def dataflow_sim(dut):
         cycles_per_image=cyc, first_latency=times[0] - start_cycle, out_cycles=times, rows=rows,
         sim_s=time.time() - t0)))
     assert exact == len(images), f"{len(images) - exact} image(s) differ from golden"
+
+
+# ----------------------------------------------------------------------------------------------
+# pytest side
+# ----------------------------------------------------------------------------------------------
+
+RANDOM_IMAGES = 6
+DIGITS_IMAGES = 12
+# (simulator, model seed or "digits", Pe cap, Simd cap): one build per row
+RANDOM_CONFIGS = [("verilator", 1, 3, 5), ("icarus", 2, 2, 3), ("icarus", 3, 3, 4)]
+DIGITS_CONFIGS = [("verilator", 8, 9), ("icarus", 8, 8)]
+# measured steady-state cycles per image may exceed expected_cycles_per_image by this much
+RATE_TOLERANCE = 0.10
+
+
+def _model_dir(model, tag: str) -> Path:
+    d = ROOT / "sim_build" / "dataflow_gen" / "models" / tag
+    save_model(model, d)
+    return d
+
+
+def _check_rate(res: dict, expected: int, what: str) -> None:
+    cyc = res["cycles_per_image"]
+    assert expected <= cyc + 1e-9, f"{what}: {cyc} cycles/image, below the ideal {expected}?"
+    assert cyc <= expected * (1 + RATE_TOLERANCE), (
+        f"{what}: {cyc:.1f} cycles/image in steady state, expected {expected} "
+        f"(+{RATE_TOLERANCE:.0%})")
+
+
+@pytest.mark.parametrize("conf", RANDOM_CONFIGS, ids=lambda c: f"{c[0]}-seed{c[1]}-{c[2]}x{c[3]}")
+def test_dataflow_random(conf: tuple) -> None:
+    """A random network with every layer kind: images back to back with bubbles, back-pressure
+    and a reset in mid-image (every logit vs golden), then the steady-state rate."""
+    from tb.dataflow_sim import build_dataflow, run_dataflow
+    sim, seed, pe, simd = conf
+    model = random_model(seed)
+    fold = default_folding(model, pe, simd)
+    tag = f"rnd{seed}_{pe}x{simd}_{sim}"
+    top, gen, plan = build_dataflow(model, fold, tag, binary_search=int(sim == "icarus"))
+    d = _model_dir(model, tag)
+    images = random_images(model, RANDOM_IMAGES, seed=100 + seed)
+    res = run_dataflow(d, gen, top, images, sim, "dataflow_stream",
+                       {"bubble": 0.3, "backpressure": 0.5, "reset_at": RANDOM_IMAGES // 2})
+    assert res["matched"] >= RANDOM_IMAGES
+    res = run_dataflow(d, gen, top, images, sim, "dataflow_sim", tag="rate")
+    assert res["bit_exact"] == RANDOM_IMAGES
+    _check_rate(res, expected_cycles_per_image(model, fold), tag)
+
+
+@pytest.mark.parametrize("conf", DIGITS_CONFIGS, ids=lambda c: f"{c[0]}-{c[1]}x{c[2]}")
+def test_dataflow_digits(conf: tuple) -> None:
+    """The shipped digits model on its first test images: stream with bubbles, back-pressure
+    and a reset (both simulators), and the steady-state rate (Verilator)."""
+    from tb.dataflow_sim import DIGITS_MODEL, build_dataflow, run_dataflow
+    from tb.engine_sim import dataset_split
+    sim, pe, simd = conf
+    model = load_model(DIGITS_MODEL)
+    fold = default_folding(model, pe, simd)
+    n = DIGITS_IMAGES if sim == "verilator" else 4
+    top, gen, plan = build_dataflow(model, fold, f"digits_{pe}x{simd}_{sim}",
+                                    binary_search=int(sim == "icarus"))
+    x, _ = dataset_split(model)
+    res = run_dataflow(DIGITS_MODEL, gen, top, x[:n], sim, "dataflow_stream",
+                       {"bubble": 0.2, "backpressure": 0.4, "reset_at": n // 2})
+    assert res["matched"] >= n
+    if sim == "verilator":
+        res = run_dataflow(DIGITS_MODEL, gen, top, x[:n], sim, "dataflow_sim", tag="rate")
+        assert res["bit_exact"] == n
+        _check_rate(res, expected_cycles_per_image(model, fold), "digits")
+
+
+# ---- the generator: refusals and invariants (no simulation) ----------------------------------
+
+
+def test_dataflow_refuses(tmp_path: Path) -> None:
+    """What the generator cannot build is refused with the layer named, before any file."""
+    from hwgen.dataflow import fold_ok, generate
+    m = random_model(1)
+    fold = default_folding(m, 2, 2)
+    bad = dict(fold, fc=(2, 5))  # dense simd must divide / be a multiple of the channels
+    with pytest.raises(DataflowError, match=r"layer fc: dense simd = 5"):
+        generate(m, bad, tmp_path / "a", "a")
+    with pytest.raises(DataflowError, match=r"layer stem: missing from the folding"):
+        generate(m, {k: v for k, v in fold.items() if k != "stem"}, tmp_path / "b", "b")
+    assert "pe = 99" in fold_ok(m, "stem", 99, 1)
+    assert "not a MAC layer" in fold_ok(m, "pool", 1, 1)
+    m2 = random_model(1)
+    m2.layer("down_q").attrs["a_bits"] = 9
+    with pytest.raises(DataflowError, match=r"layer down_q .*a_bits"):
+        generate(m2, fold, tmp_path / "c", "c")
+    m3 = random_model(1)
+    m3.output = "blk_add"  # logits that are not one pixel
+    m3.layers = m3.layers[:m3.layers.index(m3.layer("blk_add")) + 1]
+    from golden.model import validate
+    validate(m3)
+    with pytest.raises(DataflowError, match=r"layer blk_add: the output"):
+        generate(m3, {k: v for k, v in fold.items() if k != "fc"}, tmp_path / "d", "d")
+    assert not any(tmp_path.iterdir())
+
+
+def test_dataflow_cycle_model() -> None:
+    """layer_cycles = pixels * ceil(Cout/Pe) * ceil(N/Simd), from the layer's shapes in
+    golden's types (digits: 8x8 maps, 3x3 convs, 8 channels; fc 128 -> 10)."""
+    from hwgen.dataflow import layer_cycles, mac_layers
+    m = load_model(ROOT / "models" / "digits")
+    assert mac_layers(m) == ["stem", "blk_c1", "blk_c2", "fc"]
+    assert layer_cycles(m, "stem", 8, 9) == 64
+    assert layer_cycles(m, "blk_c1", 3, 5) == 64 * 3 * 15
+    assert layer_cycles(m, "fc", 4, 16) == 3 * 8
+    fold = {"stem": (8, 9), "blk_c1": (8, 72), "blk_c2": (8, 36), "fc": (10, 8)}
+    assert expected_cycles_per_image(m, fold) == 128  # blk_c2: 64 pixels x 2 chunks
+
+
+def test_dataflow_fifo_depth() -> None:
+    """The shortcut FIFO covers what the long branch holds: digits (8x8, two 3x3 pad-1 convs
+    after a standalone threshold): per conv 10 pixels of window lookahead (each window needs
+    the pixel one row and one column ahead, +1), its input FIFO and slack."""
+    from hwgen.dataflow import (FIFO_MARGIN, SLACK_MAC, SLACK_OTHER, fifo_depth, fork_point,
+                                scan_gap, scan_idle_windows, window_lookahead)
+    m = load_model(ROOT / "models" / "digits")
+    assert window_lookahead(8, 8, 3, 1) == 10
+    assert fork_point(m, "blk_add") == "stem"
+    fold = {"stem": (8, 9), "blk_c1": (8, 72), "blk_c2": (8, 72), "fc": (10, 8)}  # no window FIFO
+    short, depth = fifo_depth(m, fold, "blk_add")
+    assert m.layer("blk_add").inputs[short] == "stem"
+    # + the input FIFO of each sliding window: 10 border windows take no pixel, + 2
+    assert scan_idle_windows(8, 8, 3, 1, 1) == 10
+    assert depth == 2 * (10 + SLACK_MAC + 12) + SLACK_OTHER + FIFO_MARGIN
+    # 3x3 pad 1 on 8x8 (10x10 padded scan): the largest gap is from the last window (step 99)
+    # to the next image's first (padded row 2, column 2: step 22): 1 + 22 steps
+    assert scan_gap(8, 8, 3, 1, 1) == 23

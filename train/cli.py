@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--clamp", action="store_true", help="NICE learned activation clamping")
     q.add_argument("--no-bn", dest="bn", action="store_false",
                    help="no BatchNorm after the convs (default: BN, folded at export)")
+    q.add_argument("--bn-thresholds-only", dest="bn_weight_fold", action="store_false",
+                   help="BN only after convs whose BN folds into thresholds (none before "
+                        "shift/log2 quantizers or residual adds)")
     q.add_argument("--no-input-norm", dest="input_norm", action="store_false",
                    help="no input normalization (default: training mean/std, folded)")
     q.add_argument("--gradual", action="store_true", help="gradual quantization schedule")
@@ -258,7 +261,7 @@ def net_cfg(a: argparse.Namespace, data: Any = None) -> QuantConfig:
         norm = (round(float(x.mean()), 6), round(max(float(x.std()), 1e-6), 6))
     return QuantConfig(a.w_bits, a.a_bits, a.first_bits, a.last_bits, a.act,
                        not a.per_layer_stats, a.shift_mode, a.noise, a.noise_frac, a.clamp,
-                       a.bn, norm)
+                       a.bn, norm, a.bn_weight_fold)
 
 
 def init_distributed() -> int:

@@ -249,8 +249,9 @@ class QuantConfig:
     shift; ``per_channel``: threshold statistics per channel (else per layer); ``shift_mode``:
     calibrated or worst; ``noise``: none, uniq or nice (``noise_frac`` for nice); ``clamp``:
     NICE learned activation clamping; ``bn``: BatchNorm after every conv (folded at export,
-    see :class:`QLinearBase`); ``input_norm``: ``(mean, std)`` of the training pixels in real
-    units (pixel code / max code), folded into the first layer (scale ``1/std``, offset
+    see :class:`QLinearBase`), ``bn_weight_fold=False`` keeps BN only where it folds into
+    thresholds (the other convs get none); ``input_norm``: ``(mean, std)`` of the training
+    pixels in real units (pixel code / max code), folded into the first layer (scale ``1/std``, offset
     ``mean/std``); ``None`` = no normalization. Old exports (before BN) load with the defaults."""
 
     w_bits: int = 4
@@ -265,6 +266,7 @@ class QuantConfig:
     clamp: bool = False
     bn: bool = False
     input_norm: tuple[float, float] | None = None
+    bn_weight_fold: bool = True
 
     def __post_init__(self) -> None:
         check_bits("w_bits", self.w_bits, 2, 16)
@@ -291,7 +293,7 @@ class QNet(nn.Module):
 
     def __init__(self, name: str, input_shape: tuple[int, int, int], input_bits: int,
                  nodes: list[Node], mods: dict[str, nn.Module], output: str,
-                 input_norm: tuple[float, float] | None = None):
+                 input_norm: tuple[float, float] | None = None, bn_weight_fold: bool = True):
         super().__init__()
         self.model_name, self.input_shape, self.input_bits = name, input_shape, input_bits
         self.input_norm = input_norm
@@ -311,6 +313,8 @@ class QNet(nn.Module):
                 m.fold_bias = (len(c) == 1 and c[0].op == "act"
                                and self.mods[c[0].name].kind == "threshold")
                 m.bn_mode = "threshold" if m.fold_bias else "weight"
+                if m.bn_mode == "weight" and not bn_weight_fold:
+                    m.bn = None
             elif n.op == "act" and self.units:
                 self.units[-1].append(n.name)
         self._set_worst()
@@ -583,7 +587,8 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
         q = b.act("blk_qout", r, c)
         p = b.pool("pool", q)
         b.dense("fc", p, c * 16, classes, last=True)
-        return QNet(name, (1, 8, 8), 5, b.nodes, b.mods, "fc", cfg.input_norm)
+        return QNet(name, (1, 8, 8), 5, b.nodes, b.mods, "fc",
+                    cfg.input_norm, cfg.bn_weight_fold)
     if name == "mnist":
         c1, c2 = ch(8), ch(16)
         x = b.conv("conv1", "input", 1, c1)
@@ -594,7 +599,8 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
         q = b.act("blk_qout", r, c2)
         p = b.pool("pool2", q)
         b.dense("fc", p, c2 * 49, classes, last=True)
-        return QNet(name, (1, 28, 28), 8, b.nodes, b.mods, "fc", cfg.input_norm)
+        return QNet(name, (1, 28, 28), 8, b.nodes, b.mods, "fc",
+                    cfg.input_norm, cfg.bn_weight_fold)
     if name == "vgg":
         chans = [ch(128), ch(128), "M", ch(256), ch(256), "M", ch(512), ch(512), "M"]
         x, cin, i = "input", 3, 0
@@ -610,7 +616,8 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
         x = b.dense("fc1", x, cin * 16, f)
         x = b.act("qfc1", x, f)
         b.dense("fc2", x, f, classes, last=True)
-        return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc2", cfg.input_norm)
+        return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc2",
+                    cfg.input_norm, cfg.bn_weight_fold)
     # resnet18
     c = ch(64)
     r = b.conv("stem", "input", 3, c)
@@ -624,4 +631,5 @@ def build_model(name: str, cfg: QuantConfig | None = None, classes: int = 10,
     q = b.act("qout", r, cin)
     p = b.pool("gpool", q, 4)
     b.dense("fc", p, cin, classes, last=True)
-    return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc", cfg.input_norm)
+    return QNet(name, (3, 32, 32), 8, b.nodes, b.mods, "fc",
+                    cfg.input_norm, cfg.bn_weight_fold)

@@ -396,6 +396,25 @@ class ShiftSTE(torch.autograd.Function):
         return g * torch.where(inside, 1.0 / step, 0.0), None, None
 
 
+def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (dim 1) mean and population variance of ``x`` in float64, over the whole
+    global batch when torch.distributed runs several processes (sums all-reduced), so that
+    every process, and a single-process run, get the same statistics."""
+    import torch.distributed as dist
+
+    dims = [d for d in range(x.dim()) if d != 1]
+    xd = x.detach().double()
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return xd.mean(dim=dims), xd.var(dim=dims, unbiased=False)
+    n = torch.tensor([float(xd.numel() // xd.shape[1])], dtype=torch.float64)
+    s1, s2 = xd.sum(dim=dims), (xd * xd).sum(dim=dims)
+    buf = torch.cat([n, s1, s2])
+    dist.all_reduce(buf)
+    c = xd.shape[1]
+    mu = buf[1:1 + c] / buf[0]
+    return mu, torch.clamp(buf[1 + c:] / buf[0] - mu * mu, min=0.0)
+
+
 class ActQuantizer(nn.Module):
     """Activation quantizer of one layer: accumulator in, unsigned ``A``-bit code out.
 
@@ -441,10 +460,7 @@ class ActQuantizer(nn.Module):
 
     # ---- statistics --------------------------------------------------------------------
     def _update_stats(self, x: torch.Tensor) -> None:
-        dims = [d for d in range(x.dim()) if d != 1]
-        xd = x.detach().double()
-        mu = xd.mean(dim=dims)
-        var = xd.var(dim=dims, unbiased=False)
+        mu, var = batch_moments(x)
         if self.calibrating:  # cumulative average over the calibration batches
             n = int(self.n_seen)
             self.run_mu.mul_(n / (n + 1)).add_(mu / (n + 1))

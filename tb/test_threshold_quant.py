@@ -7,7 +7,12 @@ directed edges (x = T-1, T, T+1 for every threshold, equal thresholds, extreme t
 accumulators), and a reset in mid-stream. A ROM (Writable=0) and a preloaded writable table read
 an InitFile that the pytest side writes from a golden-checked table; the cocotb side reads the
 same table from the .npy beside it. Lanes whose channel is >= Channels (padding of the last
-channel group) must give code 0, as rtl/threshold_quant.sv documents."""
+channel group) must give code 0, as rtl/threshold_quant.sv documents.
+
+Writable tables also get: ``blank_table`` (before any write every threshold is the largest
+value), ``write_in_flight`` (writes and beats in the same cycles: each beat equals golden on the
+table of its acceptance cycle, never a mix) and, for the writable binary search,
+``ready_independent`` (in_ready_o does not follow out_ready_i combinationally; II=1)."""
 from __future__ import annotations
 
 import os
@@ -18,14 +23,15 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge, Timer
 
 from golden import ops
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.memfile import write_threshold_image
 from tb.common.runner import ROOT, SIMS, run_cocotb, tb_seed as run_seed
-from tb.common.stream import pack
+from tb.common.stream import Scoreboard, StreamMonitor, is_high, pack
 from tb.common.sweep import sweep_cases
 
 N_RANDOM = 3000
@@ -99,7 +105,8 @@ class ThrEnv:
         await self.env.start()
 
     async def write_table(self, t: np.ndarray) -> None:
-        """Drain the block, then write every threshold through the cfg port, one per cycle."""
+        """Drain the block, then write every threshold through the cfg port, one per cycle, and
+        wait until the last write is applied."""
         await self.env.drain()
         d, mask = self.dut, (1 << self.w) - 1
         for c in range(t.shape[0]):
@@ -110,7 +117,10 @@ class ThrEnv:
                 d.cfg_thr_i.value = int(t[c, k]) & mask
                 await RisingEdge(d.clk_i)
         d.cfg_we_i.value = 0
-        await RisingEdge(d.clk_i)
+        # The binary search applies a write up to ABits-1 cycles after it was presented and a
+        # reset drops the writes not yet applied: wait until the last one landed.
+        for _ in range(self.a):
+            await RisingEdge(d.clk_i)
         self.table = t
 
     async def new_table(self) -> None:
@@ -149,6 +159,149 @@ class ThrEnv:
     def random_beat(self, what: str = "") -> None:
         g = self.rng.randrange(self.groups)
         self.send(g, [self.near(g * self.lanes + l) for l in range(self.lanes)], what)
+
+
+def staged(p: dict) -> bool:
+    """The writable binary search: per-stage memories, writes in order with the beats,
+    credits + output FIFO (rtl/threshold_quant.sv, gen_staged)."""
+    return bool(p["BinarySearch"]) and bool(p["Writable"])
+
+
+@cocotb.test()
+async def blank_table(dut):
+    """(Runs first: the table persists from test to test.) Writable=1 without an InitFile: before any write every threshold is 2^(AccWidth-1)-1
+    (the largest value), so x gives code 0 except x = max, which gives 2^A - 1 (golden on the
+    all-max table). Checked on every lane and group, extremes and random accumulators."""
+    te = ThrEnv(dut, "blank", 0.2, 0.3)
+    if not te.p["Writable"] or te.table is not None:
+        return  # a ROM or a preloaded table has no blank state
+    await te.start()
+    te.table = np.full((te.ch, (1 << te.a) - 1), te.hi, dtype=np.int64)
+    for g in range(te.groups):
+        for v in (te.hi, te.hi - 1, te.lo, 0, -1, 1):
+            te.send(g, [v] * te.lanes, f"blank table, x={v}")
+    for _ in range(100):
+        te.random_beat("blank table")
+    await te.env.drain()
+
+
+class WriteInFlight:
+    """Drives beats and threshold writes in the same cycles, both at random, and keeps the
+    golden table as the write port's rule defines it: a beat accepted in cycle n sees every
+    write presented in the cycles before n and none from cycle n on. Writes keep each channel's
+    row ascending (a value between its neighbours), so golden.ops.threshold accepts every
+    intermediate table; some writes name an index or channel out of range (ignored)."""
+
+    def __init__(self, dut, te: ThrEnv, bp: float) -> None:
+        self.dut, self.te = dut, te
+        self.sb = Scoreboard("threshold_quant write_in_flight", te.env.seed)
+        self.mon = StreamMonitor(dut.clk_i, dut.out_valid_o, dut.out_ready_i,
+                                 {"y": dut.out_data_o, "u": dut.out_user_o}, te.rng, bp,
+                                 self.sb.check)
+        self.writes = 0
+        self.accepted = 0
+        cocotb.start_soon(self.mon.run())
+
+    def random_write(self) -> tuple[int, int, int]:
+        """(channel, index k-1, value) keeping the row ascending; now and then out of range."""
+        te, r = self.te, self.te.rng
+        levels = te.table.shape[1]
+        if r.random() < 0.05 and levels < (1 << te.a):  # index 2^A - 1: ignored
+            return r.randrange(te.ch), levels, r.randint(te.lo, te.hi)
+        if r.random() < 0.05 and te.ch < (1 << max(1, (te.ch - 1).bit_length())):
+            return te.ch, r.randrange(levels), r.randint(te.lo, te.hi)  # channel: ignored
+        c, k = r.randrange(te.ch), r.randrange(levels)
+        lo = int(te.table[c, k - 1]) if k > 0 else te.lo
+        hi = int(te.table[c, k + 1]) if k + 1 < levels else te.hi
+        return c, k, r.randint(lo, hi)
+
+    async def run(self, cycles: int, p_write: float, p_valid: float) -> None:
+        d, te = self.dut, self.te
+        mask = (1 << te.w) - 1
+        beat = None
+        for _ in range(cycles):
+            wr = te.rng.random() < p_write
+            if wr:
+                c, k, v = self.random_write()
+                d.cfg_chan_i.value, d.cfg_idx_i.value, d.cfg_thr_i.value = c, k, v & mask
+            d.cfg_we_i.value = int(wr)
+            if beat is None and te.rng.random() < p_valid:
+                g = te.rng.randrange(te.groups)
+                xs = [te.near(g * te.lanes + l) for l in range(te.lanes)]
+                beat = (g, xs, te.rng.getrandbits(te.p["UserWidth"]))
+            if beat is not None:
+                d.in_data_i.value = pack(beat[1], te.w)
+                d.in_chan_i.value = beat[0]
+                d.in_user_i.value = beat[2]
+            d.in_valid_i.value = int(beat is not None)
+            await RisingEdge(d.clk_i)  # the values below are the ones the edge sampled
+            if beat is not None and is_high(d.in_ready_o):
+                if staged(te.p):
+                    assert not wr, f"SEED={te.env.seed}: a beat was accepted with cfg_we_i high"
+                self.expect(beat)  # with the table before this cycle's write
+                self.accepted += 1
+                beat = None
+            if wr and c < te.ch and k < te.table.shape[1]:
+                te.table = te.table.copy()
+                te.table[c, k] = v
+                self.writes += 1
+        d.cfg_we_i.value = 0
+        d.in_valid_i.value = 0
+
+    def expect(self, beat: tuple[int, list[int], int]) -> None:
+        g, xs, u = beat
+        te = self.te
+        chans = [g * te.lanes + l for l in range(te.lanes)]
+        ys = [0] * te.lanes
+        real = [l for l, c in enumerate(chans) if c < te.ch]
+        if real:
+            y = ops.threshold(np.array([xs[l] for l in real], dtype=np.int64),
+                              te.table[[chans[l] for l in real]], te.a, te.w)
+            for i, l in enumerate(real):
+                ys[l] = int(y[i])
+        self.sb.expect({"y": pack(ys, te.a), "u": u}, f"g={g} x={xs} user={u}")
+
+    async def drain(self) -> None:
+        for _ in range(2000):
+            if not self.sb.expected:
+                break
+            await RisingEdge(self.dut.clk_i)
+        for _ in range(8):
+            await RisingEdge(self.dut.clk_i)
+        self.sb.result()
+
+
+@cocotb.test()
+async def write_in_flight(dut):
+    """Threshold writes mixed with beats in the same cycles, with bubbles and back-pressure:
+    every beat must equal golden on the table of its acceptance cycle (the writes presented
+    before it, none after), in order, none lost; the writable binary search accepts no beat in
+    a cycle with cfg_we_i high. Starts from the blank or preloaded table."""
+    te = ThrEnv(dut, "write_in_flight", 0.0, 0.0)
+    if not te.p["Writable"]:
+        return
+    # This test drives the ports itself: clock and reset without the env's driver/monitor.
+    cocotb.start_soon(Clock(dut.clk_i, 10, unit="ns").start())
+    for port in (dut.cfg_we_i, dut.cfg_chan_i, dut.cfg_idx_i, dut.cfg_thr_i, dut.in_valid_i,
+                 dut.in_data_i, dut.in_chan_i, dut.in_user_i):
+        port.value = 0
+    dut.rst_ni.value = 0
+    for _ in range(3):
+        await RisingEdge(dut.clk_i)
+    dut.rst_ni.value = 1
+    orig = te.table
+    if te.table is None:
+        te.table = np.full((te.ch, (1 << te.a) - 1), te.hi, dtype=np.int64)
+    wf = WriteInFlight(dut, te, 0.0)
+    for p_write, p_valid, bp in ((0.3, 0.9, 0.0), (0.1, 0.7, 0.5), (0.5, 1.0, 0.8),
+                                 (0.05, 1.0, 0.2)):
+        wf.mon.backpressure = bp
+        await wf.run(400, p_write, p_valid)
+    await wf.drain()
+    assert wf.writes > 50 and wf.sb.matched == wf.accepted > 200, (
+        f"SEED={te.env.seed}: {wf.writes} writes, {wf.accepted} beats, {wf.sb.matched} matched")
+    if orig is not None:  # later tests start from the preloaded image
+        await te.write_table(orig)
 
 
 @cocotb.test()
@@ -230,6 +383,46 @@ async def backpressure_burst(dut):
     assert te.env.sb.matched == 200, f"{te.env.sb.matched} of 200 beats came out"
 
 
+@cocotb.test()
+async def ready_independent(dut):
+    """Writable binary search: in_ready_o does not depend combinationally on out_ready_i
+    (toggled within cycles while the output is stalled and while it drains), and an
+    unstalled stream runs at one beat per cycle (II=1)."""
+    te = ThrEnv(dut, "ready", 0.0, 0.0)
+    if not staged(te.p):
+        return
+    await te.start()
+    await te.new_table()  # writable: earlier tests changed the table
+    te.env.monitor.backpressure = 1.0  # stall the output: the block fills up
+    for _ in range(40):
+        te.random_beat("fill")
+    for cyc in range(120):
+        if cyc == 60:
+            te.env.monitor.backpressure = 0.5
+        await Timer(2, unit="ns")
+        chosen = dut.out_ready_i.value  # the monitor's choice for this edge, restored below
+        seen = set()
+        for r in (0, 1, 0):
+            dut.out_ready_i.value = r
+            await Timer(1, unit="ns")
+            seen.add(str(dut.in_ready_o.value))
+        dut.out_ready_i.value = chosen
+        assert len(seen) == 1, f"SEED={te.env.seed}: in_ready_o followed out_ready_i ({seen})"
+        await RisingEdge(dut.clk_i)
+    te.env.set_pressure(0.0, 0.0)
+    await te.env.drain()
+    n = 200
+    for _ in range(n):
+        te.random_beat("II=1")
+    start = te.env.sb.matched
+    cycles = 0
+    while te.env.sb.matched < start + n and cycles < 4 * n:
+        await RisingEdge(dut.clk_i)
+        cycles += 1
+    assert cycles <= n + te.a + 2, f"SEED={te.env.seed}: {n} beats took {cycles} cycles"
+    await te.env.drain()
+
+
 # ---- pytest side ---------------------------------------------------------------------------------
 
 # (AccWidth, ABits, Channels, Lanes, UserWidth, BinarySearch, Writable, preload image)
@@ -244,6 +437,8 @@ _SETS = [
     (16, 4, 3, 1, 16, 1, 1, True),
     (9, 8, 2, 2, 3, 0, 1, False),
     (20, 8, 3, 1, 1, 1, 0, True),
+    (12, 1, 2, 1, 1, 1, 1, False),
+    (11, 6, 5, 2, 2, 1, 1, False),
 ]
 SWEEP = [dict(AccWidth=w, ABits=a, Channels=c, Lanes=l, UserWidth=u, BinarySearch=bs,
               Writable=wr, Preload=pre) for (w, a, c, l, u, bs, wr, pre) in _SETS]
@@ -270,8 +465,9 @@ def run_threshold_quant(sim: str, params: dict, extra_env: dict | None = None) -
 
 # Verilator runs these sets (its builds cost ~25 s of CPU each): the ROM (binary search, ABits 1,
 # padded lanes), the parallel form (ABits 3, 4 lanes) and the binary search (ABits 4, the waves
-# set) writable, both preloaded and then rewritten. The others run on Icarus only.
-VERILATOR_SETS = [1, 3, 4]
+# set) writable, both preloaded and then rewritten, and the writable binary search with blank
+# per-stage memories, 3 channel groups and a padded lane (ABits 6). The others run on Icarus only.
+VERILATOR_SETS = [1, 3, 4, 8]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

@@ -203,7 +203,7 @@ def test_dataflow_random(conf: tuple) -> None:
     model = random_model(seed)
     fold = default_folding(model, pe, simd)
     tag = f"rnd{seed}_{pe}x{simd}_{sim}"
-    top, gen, plan = build_dataflow(model, fold, tag, binary_search=int(sim == "icarus"))
+    top, gen, plan = build_dataflow(model, fold, tag, binary_search=1)
     d = _model_dir(model, tag)
     images = random_images(model, RANDOM_IMAGES, seed=100 + seed)
     res = run_dataflow(d, gen, top, images, sim, "dataflow_stream",
@@ -224,8 +224,7 @@ def test_dataflow_digits(conf: tuple) -> None:
     model = load_model(DIGITS_MODEL)
     fold = default_folding(model, pe, simd)
     n = DIGITS_IMAGES if sim == "verilator" else 4
-    top, gen, plan = build_dataflow(model, fold, f"digits_{pe}x{simd}_{sim}",
-                                    binary_search=int(sim == "icarus"))
+    top, gen, plan = build_dataflow(model, fold, f"digits_{pe}x{simd}_{sim}", binary_search=1)
     x, _ = dataset_split(model)
     res = run_dataflow(DIGITS_MODEL, gen, top, x[:n], sim, "dataflow_stream",
                        {"bubble": 0.2, "backpressure": 0.4, "reset_at": n // 2})

@@ -81,8 +81,14 @@ results: setup
 
 # Whole network in RTL (rtl/nuq_engine.sv) against golden/: MODEL=dir (default models/digits),
 # SIM=icarus|verilator, N=images (default the whole test split), PE/SIMD engine shape, WAVES=1.
+# ENGINE=dataflow: the parallel engine (hwgen/dataflow.py, docs/dataflow.md) instead; its folding
+# from FOLD=layer=pe:simd,... or TARGET=<cycles per image> (planner hwgen/fold.py) or PE/SIMD caps.
 sim: setup
+ifeq ($(ENGINE),dataflow)
+	$(PY) -m tb.dataflow_sim $(if $(MODEL),--model $(MODEL)) $(if $(N),-n $(N)) $(if $(PE),--pe $(PE)) $(if $(SIMD),--simd $(SIMD)) $(if $(FOLD),--fold $(FOLD)) $(if $(TARGET),--target $(TARGET))
+else
 	$(PY) -m tb.engine_sim $(if $(MODEL),--model $(MODEL)) $(if $(N),-n $(N)) $(if $(PE),--pe $(PE)) $(if $(SIMD),--simd $(SIMD))
+endif
 
 RTL_SRCS := $(wildcard rtl/*.sv)
 

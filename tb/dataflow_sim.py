@@ -8,7 +8,7 @@ JSON result that :func:`main` summarises: images, bit-exact count, RTL / golden 
 accuracy, steady-state cycles per image and the ideal (the slowest unit's cycles per image).
 
     python -m tb.dataflow_sim [--model DIR] [--sim verilator|icarus] [-n N]
-                              [--fold stem=8:9,fc=10:8 | --pe 8 --simd 8]
+                              [--fold stem=8:9,fc=10:8 | --target CYCLES | --pe 8 --simd 8]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from golden.model import IntModel, load_model
 from hwgen.dataflow import RTL_SOURCES, default_folding, generate, mac_layers
-from tb.common.runner import RTL, ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
+from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
 
 DIGITS_MODEL = ROOT / "models" / "digits"
 GEN = ROOT / "sim_build" / "dataflow_gen"
@@ -32,9 +32,7 @@ GEN = ROOT / "sim_build" / "dataflow_gen"
 
 def sources() -> list[str]:
     """The rtl/ modules a dataflow top instantiates."""
-    standin = os.environ.get("DATAFLOW_STANDIN", "").split(",")  # TEMP
-    return [s if (RTL / s).exists() and s not in standin else str(ROOT / "build" / "standin" / s)
-            for s in RTL_SOURCES]
+    return list(RTL_SOURCES)
 
 
 def build_dataflow(model: IntModel, folding: Mapping[str, tuple[int, int]], tag: str,
@@ -96,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="number of test images (0 = the whole split)")
     ap.add_argument("--fold", default=os.environ.get("FOLD", ""),
                     help="per-layer folding layer=pe:simd,... (default: --pe x --simd capped)")
+    ap.add_argument("--target", type=int, default=int(os.environ.get("TARGET") or 0),
+                    help="target cycles per image: folding from the planner hwgen.fold")
     ap.add_argument("--pe", type=int, default=int(os.environ.get("PE") or 8))
     ap.add_argument("--simd", type=int, default=int(os.environ.get("SIMD") or 8))
     ap.add_argument("--bsearch", type=int, default=int(os.environ.get("BSEARCH") or -1),
@@ -105,8 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     model_dir = Path(args.model)
     model = load_model(model_dir)
-    fold = parse_fold(args.fold, model) if args.fold else default_folding(model, args.pe,
-                                                                          args.simd)
+    if args.fold:
+        fold = parse_fold(args.fold, model)
+    elif args.target:
+        from hwgen.fold import plan as fold_plan
+        fold = {lp.name: (lp.pe, lp.simd) for lp in
+                fold_plan(model, target_cycles=args.target, check_fit=False).layers}
+    else:
+        fold = default_folding(model, args.pe, args.simd)
     bs = args.bsearch if args.bsearch in (0, 1) else 1
     x, y = dataset_split(model)
     if args.n:

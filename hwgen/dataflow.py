@@ -634,14 +634,25 @@ def _tensor_width(model: IntModel, t: str) -> int:
 
 
 def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: str | Path,
-             tag: str, binary_search: int = 0) -> Path:
+             tag: str, binary_search: int = 0, shortcut_depth: int | None = None) -> Path:
     """Write the ROM images, ``plan.json`` and the parameter-free top ``dataflow_<tag>.sv``
     (ports of rtl/nuq_engine.sv's generated top) into ``out_dir``; return the top's path.
-    Raises DataflowError (naming the layer) for what it cannot build, before writing anything."""
+    Raises DataflowError (naming the layer) for what it cannot build, before writing anything.
+    ``shortcut_depth`` overrides every shortcut FIFO's depth (:func:`fifo_depth`): a test hook
+    that shows what a too-small FIFO does (the pipeline deadlocks)."""
     _check_folding(model, folding)
     _check_model(model)
     if not tag.replace("_", "").isalnum():
         raise DataflowError(f"tag: {tag!r} must be letters, digits and '_'")
+    for lay in model.layers:  # accumulator widths: refuse before writing anything
+        if lay.op in MAC_OPS:
+            t_in = model.types[lay.inputs[0]]
+            try:
+                mvau_params(lay.arrays["weight"].reshape(lay.arrays["weight"].shape[0], -1),
+                            lay.arrays.get("bias"), t_in.bits, lay.attrs["w_bits"],
+                            lay.attrs["acc_bits"], *folding[lay.name])
+            except DataflowError as e:
+                raise DataflowError(f"layer {lay.name}: {e}") from None
     adds = {lay.name: fifo_depth(model, folding, lay.name) for lay in model.layers if lay.op == "add"}
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -690,6 +701,7 @@ def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: s
                   f"u_pool_{uid}", src, dst)
         elif lay.op == "add":
             short, depth = adds[lay.name]
+            depth = depth if shortcut_depth is None else shortcut_depth
             ins = [edge[(lay.name, 0)], edge[(lay.name, 1)]]
             wid = [_tensor_width(model, t) for t in lay.inputs]
             fq = top.stream(f"q_{uid}", wid[short])

@@ -36,12 +36,13 @@ def sources() -> list[str]:
 
 
 def build_dataflow(model: IntModel, folding: Mapping[str, tuple[int, int]], tag: str,
-                   binary_search: int = 0) -> tuple[str, Path, dict[str, Any]]:
+                   binary_search: int = 0, shortcut_depth: int | None = None
+                   ) -> tuple[str, Path, dict[str, Any]]:
     """Generate ``dataflow_<tag>`` (top + ROM images) under ``sim_build/dataflow_gen/<tag>``;
     return ``(toplevel, generated directory, plan)``. Refuses (DataflowError) before writing
     anything the generator cannot build."""
     gen = GEN / tag
-    path = generate(model, folding, gen, tag, binary_search)
+    path = generate(model, folding, gen, tag, binary_search, shortcut_depth)
     return path.stem, gen, json.loads((gen / "plan.json").read_text())
 
 

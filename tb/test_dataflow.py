@@ -62,6 +62,17 @@ def _golden(model, image: np.ndarray) -> tuple[list[int], int]:
     return [int(v) for v in logits], ops.argmax(logits)
 
 
+async def _start(dut, ready: int) -> None:
+    """Clock on, three cycles of reset with no input and out_ready_i = ``ready``."""
+    cocotb.start_soon(Clock(dut.clk_i, 10, unit="ns").start())
+    dut.rst_ni.value = 0
+    dut.in_valid_i.value = 0
+    dut.out_ready_i.value = ready
+    for _ in range(3):
+        await RisingEdge(dut.clk_i)
+    dut.rst_ni.value = 1
+
+
 @cocotb.test()
 async def dataflow_stream(dut):
     """Images back to back, bubbles in, back-pressure out, a reset in mid-image."""
@@ -105,13 +116,7 @@ async def dataflow_sim(dut):
     model, images, opts, plan = _setup()
     lb, nl = plan["logit_bits"], plan["num_logits"]
     labels = opts.get("labels") or [None] * len(images)
-    cocotb.start_soon(Clock(dut.clk_i, 10, unit="ns").start())
-    dut.rst_ni.value = 0
-    dut.in_valid_i.value = 0
-    dut.out_ready_i.value = 1
-    for _ in range(3):
-        await RisingEdge(dut.clk_i)
-    dut.rst_ni.value = 1
+    await _start(dut, ready=1)
     cycle = 0
     start_cycle = 0
 
@@ -174,13 +179,7 @@ async def dataflow_progress(dut):
     with the computed shortcut FIFO depth, which must finish, with a too-small one)."""
     model, images, opts, plan = _setup()
     rng, seed = tb_rng("dataflow_progress")
-    cocotb.start_soon(Clock(dut.clk_i, 10, unit="ns").start())
-    dut.rst_ni.value = 0
-    dut.in_valid_i.value = 0
-    dut.out_ready_i.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk_i)
-    dut.rst_ni.value = 1
+    await _start(dut, ready=0)
     beats = [px for im in images for px in _pixels(im, model.input_bits)]
     got = sent = 0
     for _ in range(opts["cycles"]):

@@ -11,16 +11,35 @@
 //                     one register stage (latency 1).
 //   BinarySearch = 1: pipelined binary search as in FINN's thresholding RTL: stage s decides
 //                     code bit ABits-1-s with ONE comparator per lane against
-//                     T[c][prefix | 2^(ABits-1-s)]; ABits register stages (latency ABits).
+//                     T[c][prefix | 2^(ABits-1-s)]; latency ABits.
 // Both accept one beat per cycle (II=1) and hold their output under back-pressure.
 //
-// Threshold storage: Channels*(2^ABits-1) signed AccWidth-bit words, word c*(2^ABits-1) + k-1
-// holds T[c][k]. Writable=1 adds the one-cycle write port cfg_*; do not write the thresholds of
-// a channel while beats of that channel are inside the block. InitFile preloads the table with
+// Threshold table: Channels*(2^ABits-1) signed AccWidth-bit thresholds. InitFile preloads it with
 // $readmemh: one threshold per line, hexadecimal two's complement at AccWidth bits (e.g.
 // AccWidth=10: -3 is 3fd), channel-major then index (line c*(2^ABits-1) + k-1 is T[c][k]).
-// Writable=0 makes the table a ROM that only InitFile fills; with ChanGroups=1 every comparator
-// address is then an elaboration-time constant and synthesis folds it into a constant compare.
+// Without InitFile a writable table starts (configuration time; rst_ni keeps the table) with
+// every threshold at 2^(AccWidth-1)-1, the largest value: code 0 for every x except x = max.
+//   Writable=0: a ROM that only InitFile fills, read asynchronously; with ChanGroups=1 every
+//     address is an elaboration-time constant and synthesis folds it into constant compares.
+//     The pipeline advances on one global enable (in_ready_o = !out_valid_o || out_ready_i).
+//   Writable=1, BinarySearch=0: the table in registers, write port cfg_* (one threshold per
+//     cycle, applied at the clock edge ending its cycle); global enable as above.
+//   Writable=1, BinarySearch=1 (docs/threshold_storage.md): one memory per search stage and lane:
+//     stage s holds the 2^s thresholds it can compare against per channel (2^s*ChanGroups words,
+//     or a full copy of the InitFile table when preloaded), read synchronously one stage early
+//     (stage 0: ChanGroups words, read asynchronously), so that the memories map to LUT RAM or
+//     block RAM (BlockWords forces block RAM). Threshold k belongs to the stage that decides
+//     the lowest set bit of k. A write enters the pipeline like a beat and writes its stage's
+//     memory on the way, so writes and beats reach every memory in the order they entered;
+//     the pipeline never stalls: at most ABits+1 beats are inside (credits) and an output FIFO
+//     of ABits+1 entries absorbs back-pressure, so in_ready_o does not depend on out_ready_i.
+//     A cycle with cfg_we_i high, and the cycle after an accepted write, accept no beat.
+// Write rule (every Writable=1 form): a beat accepted in cycle n is quantized with the table
+// holding every write presented before cycle n and none presented in cycle n or later, so a
+// write while beats are inside is safe (no beat ever sees a mix of two rewrites). A write is
+// applied by the edge ending its cycle (parallel) or up to ABits-1 cycles later (binary search);
+// rst_ni drops the writes presented in the ABits-1 cycles before it that are not applied yet
+// (each threshold is either written or not, never torn).
 `include "nuq_assert.svh"
 
 module threshold_quant #(
@@ -54,7 +73,8 @@ module threshold_quant #(
   input  logic                      clk_i,
   /// Asynchronous active-low reset; empties the pipeline (the thresholds are kept).
   input  logic                      rst_ni,
-  /// Threshold write enable (one write per cycle; ignored when Writable=0).
+  /// Threshold write enable (one write per cycle, write rule in the header; ignored when
+  /// Writable=0).
   input  logic                      cfg_we_i,
   /// Channel of the threshold written, 0..Channels-1 (other values: write ignored).
   input  logic [CfgChanWidth-1:0]   cfg_chan_i,

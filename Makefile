@@ -74,8 +74,10 @@ TRAIN_ARGS ?= --model digits --w-bits 4 --a-bits 4 --act threshold --lr 0.03 --s
 train: setup
 	$(PY) -m train $(TRAIN_ARGS) --out runs/digits --export models/digits --no-resume --no-progress
 
-# Accuracy sweep -> docs/results.md (RESULTS_ARGS e.g. "--datasets digits mnist5k").
-RESULTS_ARGS ?= --datasets digits
+# Accuracy sweep -> docs/results.md: 5 seeds per row, digits and mnist5k (hours on 2 cores;
+# resumable: runs already in docs/data/train_*.json are skipped). E.g. RESULTS_ARGS="--datasets
+# digits --seeds 0 1 2 3 4 --rows 16".
+RESULTS_ARGS ?= --datasets digits mnist5k
 results: setup
 	$(PY) -m train.sweep $(RESULTS_ARGS)
 

@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
                    help="threshold statistics per layer instead of per channel")
     q.add_argument("--noise", default="none", choices=("none", "uniq", "nice"),
                    help="weight noise injection: UNIQ (all) or NICE (a fraction)")
+    q.add_argument("--weight-quant", default="gauss", choices=("gauss", "uniform"),
+                   help="weight codes: seed 003's Gaussian CDF, or symmetric uniform")
     q.add_argument("--noise-frac", type=float, default=0.5, help="NICE noised fraction")
     q.add_argument("--clamp", action="store_true", help="NICE learned activation clamping")
     q.add_argument("--no-bn", dest="bn", action="store_false",
@@ -76,9 +78,9 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--opt", default="adam", choices=("adam", "sgd"),
                    help="Adam (decoupled weight decay) or SGD with momentum; cosine decay")
     o.add_argument("--fp-epochs", type=int, default=30)
-    o.add_argument("--fp-lr", type=float, default=3e-3, help="FP32 pre-training lr")
+    o.add_argument("--fp-lr", type=float, default=0.01, help="FP32 pre-training lr")
     o.add_argument("--epochs", type=int, default=10, help="quantized fine-tuning epochs")
-    o.add_argument("--lr", type=float, default=1e-3, help="fine-tuning lr")
+    o.add_argument("--lr", type=float, default=3e-3, help="fine-tuning lr")
     o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     o.add_argument("--wd", type=float, default=1e-4, help="weight decay")
     o.add_argument("--aug-shift", type=int, default=2,
@@ -261,7 +263,7 @@ def net_cfg(a: argparse.Namespace, data: Any = None) -> QuantConfig:
         norm = (round(float(x.mean()), 6), round(max(float(x.std()), 1e-6), 6))
     return QuantConfig(a.w_bits, a.a_bits, a.first_bits, a.last_bits, a.act,
                        not a.per_layer_stats, a.shift_mode, a.noise, a.noise_frac, a.clamp,
-                       a.bn, norm, a.bn_weight_fold)
+                       a.bn, norm, a.bn_weight_fold, a.weight_quant)
 
 
 def init_distributed() -> int:

@@ -98,9 +98,10 @@ class QLinearBase(nn.Module):
     zero padding of the raw pixel codes.
     """
 
-    def __init__(self, w_bits: int, bias: bool, noise: str, noise_frac: float):
+    def __init__(self, w_bits: int, bias: bool, noise: str, noise_frac: float,
+                 weight_quant: str = "gauss"):
         super().__init__()
-        self.wq = WeightQuantizer(w_bits, noise, noise_frac)  # type: ignore[arg-type]
+        self.wq = WeightQuantizer(w_bits, noise, noise_frac, weight_quant)  # type: ignore
         self.has_bias = bias
         self.quant = False
         self.fold_bias = False  # set by the graph when a threshold is the only consumer
@@ -151,7 +152,7 @@ class QLinearBase(nn.Module):
         s_w = self.w_scale(s_in, align)
         scale = s_in * s_w
         if self.quant:
-            w = self.wq.codes(w) * s_w
+            w = self.wq.codes(w, s_w) * s_w
         if in_offset:
             corr = in_offset * w.sum(dim=tuple(range(1, w.dim())))
             b = -corr if b is None else b - corr
@@ -168,7 +169,7 @@ class QLinearBase(nn.Module):
         w, b = self.effective(torch.float64)
         s_w = self.w_scale(s_in, align)
         scale = s_in * s_w
-        codes = self.wq.int_codes(w)
+        codes = self.wq.int_codes(w, s_w)
         bb = None if b is None else b.cpu().numpy().astype(np.float64)
         if in_offset:
             corr = in_offset * codes.reshape(codes.shape[0], -1).sum(1).astype(np.float64) * s_w
@@ -188,8 +189,8 @@ class QConv(QLinearBase):
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, pad: int | None = None,
                  w_bits: int = 4, bias: bool = True, noise: str = "none",
-                 noise_frac: float = 0.5, bn: bool = False):
-        super().__init__(w_bits, bias, noise, noise_frac)
+                 noise_frac: float = 0.5, bn: bool = False, weight_quant: str = "gauss"):
+        super().__init__(w_bits, bias, noise, noise_frac, weight_quant)
         self.cin, self.cout, self.k, self.stride = cin, cout, k, stride
         self.pad = k // 2 if pad is None else pad
         self.weight = nn.Parameter(torch.empty(cout, cin, k, k))
@@ -212,8 +213,8 @@ class QDense(QLinearBase):
     """Fully connected layer with Gaussian-CDF weight codes (input flattened C, H, W)."""
 
     def __init__(self, n_in: int, n_out: int, w_bits: int = 4, bias: bool = True,
-                 noise: str = "none", noise_frac: float = 0.5):
-        super().__init__(w_bits, bias, noise, noise_frac)
+                 noise: str = "none", noise_frac: float = 0.5, weight_quant: str = "gauss"):
+        super().__init__(w_bits, bias, noise, noise_frac, weight_quant)
         self.n_in, self.n_out = n_in, n_out
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         nn.init.kaiming_normal_(self.weight, nonlinearity="linear")
@@ -251,8 +252,10 @@ class QuantConfig:
     NICE learned activation clamping; ``bn``: BatchNorm after every conv (folded at export,
     see :class:`QLinearBase`), ``bn_weight_fold=False`` keeps BN only where it folds into
     thresholds (the other convs get none); ``input_norm``: ``(mean, std)`` of the training
-    pixels in real units (pixel code / max code), folded into the first layer (scale ``1/std``, offset
-    ``mean/std``); ``None`` = no normalization. Old exports (before BN) load with the defaults."""
+    pixels in real units (pixel code / max code), folded into the first layer (scale
+    ``1/std``, offset ``mean/std``); ``None`` = no normalization. Old exports (before BN) load
+    with the defaults. ``weight_quant``: ``gauss`` (seed 003's Gaussian-CDF codes) or
+    ``uniform`` (symmetric uniform codes), see :class:`train.quant.WeightQuantizer`."""
 
     w_bits: int = 4
     a_bits: int = 4
@@ -267,6 +270,7 @@ class QuantConfig:
     bn: bool = False
     input_norm: tuple[float, float] | None = None
     bn_weight_fold: bool = True
+    weight_quant: str = "gauss"
 
     def __post_init__(self) -> None:
         check_bits("w_bits", self.w_bits, 2, 16)
@@ -520,14 +524,14 @@ class _Builder:
         wb = w_bits or ((c.first_bits or c.w_bits) if self.first else c.w_bits)
         self.first = False
         self.mods[name] = QConv(cin, cout, k, stride, None, wb, True, c.noise, c.noise_frac,
-                                c.bn)
+                                c.bn, c.weight_quant)
         self.nodes.append(Node(name, "conv2d", [src], {"align": align} if align else {}))
         return name
 
     def dense(self, name: str, src: str, n_in: int, n_out: int, last: bool = False) -> str:
         c = self.cfg
         wb = (c.last_bits or c.w_bits) if last else c.w_bits
-        self.mods[name] = QDense(n_in, n_out, wb, True, c.noise, c.noise_frac)
+        self.mods[name] = QDense(n_in, n_out, wb, True, c.noise, c.noise_frac, c.weight_quant)
         self.nodes.append(Node(name, "dense", [src]))
         return name
 

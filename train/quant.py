@@ -72,6 +72,21 @@ def weight_codes_int(w: np.ndarray, mu: float, sigma: float, bits: int) -> np.nd
     return np.clip(np.round((ndtr(z) - 0.5) * (1 << bits)), -m, m).astype(np.int64)
 
 
+def noisy_round(u: torch.Tensor, bits: int, noise: str, frac: float) -> torch.Tensor:
+    """``clamp(q, -m, m)`` with ``m = 2^(B-1) - 1`` and ``q = round(u)`` (``noise="none"``),
+    ``u + e`` with ``e ~ U[-1/2, 1/2)`` (UNIQ), or that for a random fraction ``frac`` and
+    ``round(u)`` for the rest (NICE)."""
+    m = float((1 << (bits - 1)) - 1)
+    if noise == "none":
+        q = torch.round(u)
+    else:
+        e = torch.rand_like(u) - 0.5
+        if noise == "nice":
+            e = torch.where(torch.rand_like(u) < frac, e, torch.round(u) - u)
+        q = u + e
+    return torch.clamp(q, -m, m)
+
+
 class WeightCodeSTE(torch.autograd.Function):
     """Seed 003 weight quantizer with UNIQ/NICE noise options.
 
@@ -92,17 +107,9 @@ class WeightCodeSTE(torch.autograd.Function):
     def forward(ctx, w, mu, sigma, bits, noise, frac):  # type: ignore[override]
         z = (w - mu) / sigma
         u = (phi(z) - 0.5) * float(1 << bits)
-        m = float((1 << (bits - 1)) - 1)
-        if noise == "none":
-            q = torch.round(u)
-        else:
-            e = torch.rand_like(u) - 0.5
-            if noise == "nice":
-                e = torch.where(torch.rand_like(u) < frac, e, torch.round(u) - u)
-            q = u + e
         ctx.save_for_backward(z)
         ctx.scale = float(1 << bits) / float(sigma)
-        return torch.clamp(q, -m, m)
+        return noisy_round(u, bits, noise, frac)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
@@ -110,24 +117,69 @@ class WeightCodeSTE(torch.autograd.Function):
         return g * pdf(z) * ctx.scale, None, None, None, None, None
 
 
-class WeightQuantizer(nn.Module):
-    """Per-layer Gaussian-CDF weight quantizer (seed 003): real ``W`` -> integer codes.
+UNIFORM_CLIP_SIGMAS = {2: 1.2, 3: 2.0, 4: 2.6, 5: 3.2, 6: 3.6}  # clip = k * rms(W)
 
-    The dequantized weight used in training is ``code * s_w`` with
-    ``s_w = sqrt(2 pi) sigma / 2^B``, so that near the mean ``code * s_w ~= W - mu`` (the slope
-    of ``Phi`` at 0 is ``1/sqrt(2 pi)``). The scale never reaches the hardware: it multiplies
-    every accumulator of the layer and is absorbed by the next quantizer's integer parameters.
-    ``align`` optionally snaps ``s_w`` by a power of two (see :meth:`scale`).
+
+def uniform_scale(w: np.ndarray | torch.Tensor, bits: int) -> float:
+    """Step of the symmetric uniform weight quantizer: ``clip / (2^(B-1) - 1)`` with
+    ``clip = min(max|W|, k_B rms(W))`` (``k`` of :data:`UNIFORM_CLIP_SIGMAS`, roughly the
+    MSE-optimal clip of a Gaussian at 2..6 bits; ``max|W|`` from 7 bits), floor 1e-12."""
+    wd = torch.as_tensor(w).detach().double()
+    m = (1 << (bits - 1)) - 1
+    clip = float(wd.abs().max())
+    if bits in UNIFORM_CLIP_SIGMAS:
+        clip = min(clip, UNIFORM_CLIP_SIGMAS[bits] * float(wd.pow(2).mean().sqrt()))
+    return max(clip / m, 1e-12)
+
+
+class UniformCodeSTE(torch.autograd.Function):
+    """Symmetric uniform weight codes ``clamp(round(W / s), -m, m)`` (``m = 2^(B-1) - 1``), with
+    the same noise options as :class:`WeightCodeSTE` (UNIQ: uniform noise of one step instead
+    of the rounding; NICE: a fraction ``p`` noised). Backward: straight through, ``1/s`` inside
+    the clip range, 0 outside."""
+
+    @staticmethod
+    def forward(ctx, w, s, bits, noise, frac):  # type: ignore[override]
+        u = w / s
+        ctx.save_for_backward(u)
+        ctx.s, ctx.m = s, float((1 << (bits - 1)) - 1)
+        return noisy_round(u, bits, noise, frac)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        inside = u.abs() <= ctx.m + 0.5
+        return torch.where(inside, g / ctx.s, 0.0), None, None, None, None
+
+
+WEIGHT_MODES = ("gauss", "uniform")
+
+
+class WeightQuantizer(nn.Module):
+    """Per-layer weight quantizer: real ``W`` -> integer codes.
+
+    ``mode="gauss"`` (seed 003): Gaussian-CDF codes; the dequantized weight used in training
+    is ``code * s_w`` with ``s_w = sqrt(2 pi) sigma / 2^B``, so that near the mean
+    ``code * s_w ~= W - mu`` (the slope of ``Phi`` at 0 is ``1/sqrt(2 pi)``); away from the mean
+    the CDF compresses the weights (``|code| <= 2^(B-1) - 1`` is reached at about 2.7 sigma
+    whatever B), and the codes do not depend on ``s_w``.
+    ``mode="uniform"``: symmetric uniform codes ``round(W / s_w)`` with ``s_w`` from
+    :func:`uniform_scale` (after any power-of-two snapping: the codes follow the scale).
+    The scale never reaches the hardware: it multiplies every accumulator of the layer and is
+    absorbed by the next quantizer's integer parameters.
     """
 
-    def __init__(self, bits: int, noise: NoiseMode = "none", noise_frac: float = 0.5):
+    def __init__(self, bits: int, noise: NoiseMode = "none", noise_frac: float = 0.5,
+                 mode: str = "gauss"):
         super().__init__()
         self.bits = check_bits("w_bits", bits, 2, 16)
         if noise not in ("none", "uniq", "nice"):
             raise ValueError(f"noise: {noise!r} is not one of none, uniq, nice")
         if not 0.0 <= noise_frac <= 1.0:
             raise ValueError(f"noise_frac: {noise_frac!r} is not in [0, 1]")
-        self.noise, self.noise_frac = noise, float(noise_frac)
+        if mode not in WEIGHT_MODES:
+            raise ValueError(f"weight_quant: {mode!r} is not one of {', '.join(WEIGHT_MODES)}")
+        self.noise, self.noise_frac, self.mode = noise, float(noise_frac), mode
 
     @staticmethod
     def stats(w: torch.Tensor) -> tuple[float, float]:
@@ -136,17 +188,28 @@ class WeightQuantizer(nn.Module):
         return float(wd.mean()), max(float(wd.std(unbiased=False)), 1e-8)
 
     def natural_scale(self, w: torch.Tensor) -> float:
-        """``s_w = sqrt(2 pi) sigma_w / 2^B``."""
+        """gauss: ``s_w = sqrt(2 pi) sigma_w / 2^B``; uniform: :func:`uniform_scale`."""
+        if self.mode == "uniform":
+            return uniform_scale(w, self.bits)
         return SQRT2PI * self.stats(w)[1] / (1 << self.bits)
 
-    def codes(self, w: torch.Tensor) -> torch.Tensor:
-        """Differentiable codes (float tensor of integers unless noise is on in training)."""
-        mu, sigma = self.stats(w)
+    def codes(self, w: torch.Tensor, s_w: float | None = None) -> torch.Tensor:
+        """Differentiable codes (float tensor of integers unless noise is on in training);
+        ``s_w`` (uniform mode) is the layer's weight scale, default :meth:`natural_scale`."""
         noise = self.noise if self.training else "none"
+        if self.mode == "uniform":
+            s = self.natural_scale(w) if s_w is None else s_w
+            return UniformCodeSTE.apply(w, s, self.bits, noise, self.noise_frac)
+        mu, sigma = self.stats(w)
         return WeightCodeSTE.apply(w, mu, sigma, self.bits, noise, self.noise_frac)
 
-    def int_codes(self, w: torch.Tensor) -> np.ndarray:
-        """The export's integer codes (float64 evaluation, one rounding)."""
+    def int_codes(self, w: torch.Tensor, s_w: float | None = None) -> np.ndarray:
+        """The export's integer codes (float64 evaluation, one rounding, half to even)."""
+        if self.mode == "uniform":
+            s = self.natural_scale(w) if s_w is None else s_w
+            m = (1 << (self.bits - 1)) - 1
+            wd = w.detach().double().cpu().numpy()
+            return np.clip(np.round(wd / s), -m, m).astype(np.int64)
         mu, sigma = self.stats(w)
         return weight_codes_int(w.detach().double().cpu().numpy(), mu, sigma, self.bits)
 

@@ -55,9 +55,9 @@ class TrainConfig:
     """Optimisation settings (see the module docstring for the schedule)."""
 
     fp_epochs: int = 30
-    fp_lr: float = 3e-3
+    fp_lr: float = 0.01
     epochs: int = 10
-    lr: float = 1e-3
+    lr: float = 3e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
     batch: int = 64

@@ -143,3 +143,23 @@ def test_count_below_both_algorithms(levels: int) -> None:
         for strict in (True, False):
             ref = ((x.unsqueeze(-1) > tb) if strict else (x.unsqueeze(-1) >= tb)).sum(-1)
             assert torch.equal(count_below(x, t, strict), ref.double())
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_uniform_weight_codes(bits: int) -> None:
+    """Uniform codes: round(W / s) half to even, clamped to +-(2^(B-1) - 1), s from the clip
+    rule (max|W| from 7 bits, k * rms below), checked element by element."""
+    rng = np.random.default_rng(bits)
+    w = torch.from_numpy(rng.normal(0.0, 0.2, size=500))
+    q = WeightQuantizer(bits, mode="uniform")
+    m = 2 ** (bits - 1) - 1
+    rms = math.sqrt(float((w * w).mean()))
+    clip = float(w.abs().max()) if bits >= 7 else min(float(w.abs().max()),
+                                                      {2: 1.2, 3: 2.0, 4: 2.6}[bits] * rms)
+    s = q.natural_scale(w)
+    assert math.isclose(s, clip / m, rel_tol=1e-12)
+    codes = q.int_codes(w, s)
+    assert codes.tolist() == [max(-m, min(m, round(v / s))) for v in w.tolist()]
+    assert torch.equal(q.codes(w.float(), s), torch.from_numpy(codes).float())
+    with pytest.raises(ValueError, match="weight_quant"):
+        WeightQuantizer(4, mode="log")

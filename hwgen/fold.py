@@ -27,7 +27,8 @@ Resource model (:func:`estimate`), calibrated from measured synthesis (docs/data
 * block RAM: the weight ROM (ceil(Cout/Pe) * ceil(N/Simd) words of Pe*Simd*W bits) and the line
   buffer of a K x K window ((K - 1) rows of InW * Cin * A bits) or the dense input buffer (two
   images), each in the device's cheapest block configuration (hwgen.devices.bram_blocks) when it
-  holds at least BRAM_MIN_BITS bits (smaller memories become LUTs/FFs).
+  is at least BRAM_MIN_DEPTH deep and BRAM_MIN_BITS big; a weight ROM below that is logic (one
+  LUT per word bit per 2^k words).
 
 The model's error against the engine syntheses is reported by ``make synth-engines``
 (docs/synthesis.md, "Folding planner: model vs synthesis").
@@ -57,7 +58,13 @@ DEFAULT_DEVICE = "xc7a35t"
 # 40 LUT Xilinx, about 65 LUT4 iCE40) until the engine syntheses refit them.
 OVERHEAD_LUT = {"xilinx": (120.0, 40.0, 0.5), "up5k": (160.0, 65.0, 1.0),
                 "ecp5": (160.0, 65.0, 1.0)}
-BRAM_MIN_BITS = 2048
+# A memory becomes block RAM when it is at least this deep and holds BRAM_MIN_BITS bits (Yosys
+# measured: mvau blk_c1 weight ROM 72 x 32 bits -> 2 EBR on iCE40, 1 on ECP5, logic on Xilinx;
+# 9 x 256 bits -> logic everywhere); otherwise a ROM is logic: one LUT per output bit per
+# 2^k words (k = LUT inputs).
+BRAM_MIN_DEPTH = {"xilinx": 128, "up5k": 32, "ecp5": 32}
+BRAM_MIN_BITS = 1024
+LUT_INPUTS = {"xilinx": 6, "up5k": 4, "ecp5": 4}
 # synth.csv arch whose MAC rows calibrate each flow arch.
 CAL_ARCH = {"xilinx": "xilinx", "up5k": "ice40", "ecp5": "ecp5"}
 
@@ -212,7 +219,11 @@ def estimate(geo: _Geo, pe: int, simd: int, dev: Device) -> dict[str, int]:
         mems.append((geo.in_w * (geo.kernel - 1), geo.in_c * geo.a_bits))
     elif geo.op == "dense":
         mems.append((2 * geo.in_pixels, geo.in_c * geo.a_bits))
-    bram = sum(bram_blocks(dev, d, w) for d, w in mems if d * w >= BRAM_MIN_BITS)
+    in_bram = [d >= BRAM_MIN_DEPTH[dev.arch] and d * w >= BRAM_MIN_BITS for d, w in mems]
+    bram = sum(bram_blocks(dev, d, w) for (d, w), b in zip(mems, in_bram) if b)
+    d0, w0 = mems[0]
+    if not in_bram[0]:  # the weight ROM in logic
+        lut += w0 * -(-d0 // (1 << LUT_INPUTS[dev.arch]))
     return {"lut": round(lut), "ff": round(ff), "bram": bram, "dsp": round(dpm * pe * simd)}
 
 

@@ -136,8 +136,9 @@ def fits(r: dict[str, Any], dev_name: str) -> str:
     return "yes" if not over else "no: " + ", ".join(over)
 
 
-def builds(models: Sequence[str] | None = None, engines: Sequence[str] = ("serial", "dataflow")
-           ) -> list[dict[str, Any]]:
+def builds(models: Sequence[str] | None = None, engines: Sequence[str] = ("serial", "dataflow"),
+           serial_folds: Sequence[tuple[int, int]] | None = None,
+           targets: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Every engine build of the sweep: engine, model dir, folding label, cycle figures and a
     ``point(arch)`` factory. A build whose generator is missing or refuses the model is returned
     with ``error`` set (reported, not hidden)."""
@@ -148,7 +149,7 @@ def builds(models: Sequence[str] | None = None, engines: Sequence[str] = ("seria
         model = load_model(ROOT / mdir)
         macs = sum(r["macs"] for r in model_bops(model)["layers"])
         if "serial" in engines:
-            for pe, simd in SERIAL_FOLDS.get(mdir, ()):
+            for pe, simd in (serial_folds or SERIAL_FOLDS.get(mdir, ())):
                 b = {"engine": "serial", "model": model_tag(mdir), "folding": f"{pe}x{simd}",
                      "lanes": pe * simd, "macs": macs}
                 try:
@@ -162,7 +163,7 @@ def builds(models: Sequence[str] | None = None, engines: Sequence[str] = ("seria
                     b["error"] = str(e)
                 out.append(b)
         if "dataflow" in engines:
-            for target in DATAFLOW_TARGETS.get(mdir, ()):
+            for target in (targets or DATAFLOW_TARGETS.get(mdir, ())):
                 b = {"engine": "dataflow", "model": model_tag(mdir), "folding": f"T{target}",
                      "target": target, "macs": macs}
                 try:
@@ -224,7 +225,9 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
             row[f"{arch}_est_dsp"] = est.total("dsp")
         log(f"engine {p.name}: {row[f'{arch}_luts']} LUT {r['ff']} FF {row[f'{arch}_bram']:g} "
             f"BRAM {r['dsp']} DSP ({r['synth_s']} s); fits {dev}: {row[f'{arch}_fits']}")
-        if with_fmax and arch in FMAX_ARCHS:
+        if with_fmax and arch in FMAX_ARCHS and row[f"{arch}_fits"] != "yes":
+            row[f"{arch}_fmax_error"] = f"not placed: does not fit {dev}"
+        elif with_fmax and arch in FMAX_ARCHS:
             try:
                 f = fmax(p, force=force)
                 row[f"{arch}_fmax"] = f["fmax_mhz"]
@@ -268,6 +271,20 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(r["engine"]), str(r["model"]), str(r["folding"]).split(":")[0])
+
+
+def merge_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the CSV at ``path`` with those of the same build (engine, model, folding)
+    replaced by ``rows`` (new builds appended); serial before dataflow, then model, lanes."""
+    new = {_key(r): r for r in rows}
+    old = [dict(r) for r in csv.DictReader(path.open())] if path.is_file() else []
+    out = [r for r in old if _key(r) not in new] + rows
+    lanes = (lambda r: float(r.get("lanes") or 0))
+    return sorted(out, key=lambda r: (r["engine"] != "serial", r["model"], lanes(r)))
 
 
 def _f(v: Any, fmt: str = "{:.0f}") -> str:
@@ -461,15 +478,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--no-fmax", action="store_true")
     ap.add_argument("--no-docs", action="store_true")
+    ap.add_argument("--serial", nargs="*", default=None, metavar="PExSIMD",
+                    help="serial-engine foldings instead of SERIAL_FOLDS, e.g. 8x8")
+    ap.add_argument("--targets", nargs="*", type=int, default=None,
+                    help="planner targets (cycles/image) instead of DATAFLOW_TARGETS")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
+    folds = [tuple(int(v) for v in f.split("x")) for f in args.serial] if args.serial else None
     rows = []
-    for b in builds(args.models, args.engines):
+    for b in builds(args.models, args.engines, folds, args.targets):
         rows.append(run_build(b, force=args.force, with_fmax=not args.no_fmax,
                               log=lambda s: print(s, flush=True)))
     if args.no_docs:
         return 0
     docs = ROOT / "docs"
+    rows = merge_rows(docs / "data" / "engines.csv", rows)
     write_csv(rows, docs / "data" / "engines.csv")
     plot_pareto(rows, docs / "img" / "engine_pareto.png")
     md = docs / "synthesis.md"

@@ -206,10 +206,12 @@ def _hash_inputs(text: str, files: tuple[str, ...]) -> str:
 
 
 def _extra_inputs(p: Point) -> tuple[str, ...]:
-    """Files a point reads besides its sources: include files and string parameters that name
-    files (e.g. a $readmemh image)."""
+    """Files a point reads besides its sources: include files, string parameters that name
+    files (e.g. a $readmemh image) and the memory images next to a generated top."""
     extra = sorted(str(f.relative_to(ROOT)) for f in (ROOT / "rtl").glob("*.svh"))
     extra += [v for _, v in p.params if isinstance(v, str) and v and (ROOT / v).is_file()]
+    for d in sorted({str(Path(f).parent) for f in p.files if not f.startswith("rtl/")}):
+        extra += sorted(str(m.relative_to(ROOT)) for m in (ROOT / d).glob("*.memh"))
     return tuple(extra)
 
 
@@ -347,9 +349,7 @@ module fmax_wrap (
     out_q <= {out_shift};
   end
   assign so_o = out_q[{n_out - 1}];
-  {p.top} #(
-{pars}
-  ) u_dut (
+  {p.top} {f"#({chr(10)}{pars}{chr(10)}  ) " if pars else ""}u_dut (
     .clk_i(clk_i),
     .rst_ni(rst_ni),
 {",".join(chr(10) + c for c in conns).lstrip(chr(10))}

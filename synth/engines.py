@@ -156,8 +156,8 @@ def builds(models: Sequence[str] | None = None, engines: Sequence[str] = ("seria
                     cyc = serial_cycles(model, pe, simd)
                     meas = measured_serial_cycles(model_tag(mdir), pe, simd)
                     b.update(cycles=meas or cyc["beats"],
-                             cycles_src="measured (Verilator)" if meas else "MAC beats (lower "
-                             "bound)", ideal=cyc["ideal"])
+                             cycles_src=f"measured (Verilator, engine_cycles.csv @{meas_rev()})"
+                             if meas else "MAC beats (lower bound)", ideal=cyc["ideal"])
                     b["point"] = (lambda arch, m=mdir, p=pe, s=simd: serial_point(m, p, s, arch))
                 except (ValueError, OSError) as e:
                     b["error"] = str(e)
@@ -194,6 +194,17 @@ def measured_serial_cycles(model: str, pe: int, simd: int) -> float | None:
     return None
 
 
+def meas_rev() -> str:
+    """The commit that last wrote docs/data/engine_cycles.csv (the serial engine it measured)."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "log", "-1", "--format=%h", "--",
+                               "docs/data/engine_cycles.csv"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=30).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
 def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
               log: Any = print) -> dict[str, Any]:
     """Synthesize build ``b`` on every family (and place and route for Fmax); fill its row."""
@@ -208,6 +219,7 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
             row["error"] = f"{type(e).__name__}: {e}"
             log(f"engine {b['engine']} {b['model']}: generator failed: {row['error']}")
             return row
+        row.setdefault("rtl", rtl_version(p.files))
         try:
             r = synthesize(p, force=force, timeout_s=ENGINE_TIMEOUT_S)
         except SynthError as e:
@@ -247,6 +259,21 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
     return row
 
 
+def rtl_version(files: Sequence[str]) -> str:
+    """HEAD's short hash, with '+' and the rtl/ files that differ from it (uncommitted)."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=30).stdout.strip()
+        rtl = [f for f in files if f.startswith("rtl/")]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *rtl], cwd=ROOT, text=True,
+                               capture_output=True, timeout=30).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    changed = sorted(Path(f).stem for f in dirty if f.startswith("rtl/"))
+    return head + ("+" + ",".join(changed) if changed else "")
+
+
 def _pnr_reason(msg: str) -> str:
     """One line of a failed place and route (e.g. the design does not fit the device)."""
     for ln in msg.splitlines():
@@ -255,7 +282,7 @@ def _pnr_reason(msg: str) -> str:
     return msg.splitlines()[0][:200]
 
 
-CSV_COLS = ("engine", "model", "folding", "lanes", "macs", "cycles", "cycles_src", "util",
+CSV_COLS = ("engine", "model", "folding", "rtl", "lanes", "macs", "cycles", "cycles_src", "util",
             *(f"{a}_{k}" for a, _ in FAMILIES for k in (
                 "luts", "lut", "ff", "carry", "lutram", "muxf", "bram", "dsp", "fits", "est_lut",
                 "est_bram", "est_dsp", "synth_s", "error")),
@@ -336,13 +363,15 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
           "`hwgen.engine_image.generate`, folding Pe x Simd. Dataflow engine: top from "
           "`hwgen.dataflow.generate`, folding from the planner (`hwgen.fold`) at a target of "
           "T cycles per image. Cycles per image: `sim` = measured in Verilator "
-          "(docs/data/engine_cycles.csv), `model` = the serial engine's MAC beats (a lower "
+          "(docs/data/engine_cycles.csv; the commit that measured it is in engines.csv, "
+          "`cycles_src`), `model` = the serial engine's MAC beats (a lower "
           "bound) or the dataflow engine's slowest unit (hwgen.dataflow). MAC utilization = "
           "MACs per image / (cycles x Pe x Simd summed over arrays). LUT = LUT6 + LUTRAM "
           "(Xilinx), SB_LUT4 (UP5K), LUT4 + 2 per CCU2C (ECP5). Fits: against the Artix-7 35T "
           "(20,800 LUT, 50 BRAM36, 90 DSP), iCE40 UP5K (5,280 LC, 30 EBR, 8 DSP) and ECP5 "
           "LFE5U-25F (24,288 LUT, 56 EBR, 28 MULT18). All rows in "
-          "[data/engines.csv](data/engines.csv).", "",
+          "[data/engines.csv](data/engines.csv), whose `rtl` column gives the commit each "
+          "build was synthesized from (and the rtl/ files then uncommitted).", "",
           md_table(head, tab), ""]
     notes = []
     for r in rows:
@@ -407,13 +436,23 @@ def planner_section(rows: list[dict[str, Any]], synth_csv: Path) -> list[str]:
                             f"{r[f'{a}_est_dsp']}", f"{100 * e:+.0f}%"])
     if not tab:
         return []
+    extra_dsp = [r for r in mv if int(r["dsp"]) > int(r["Pe"]) * int(r["Simd"])]
     md = ["### Folding planner: model vs synthesis", "",
           "`hwgen.fold.estimate` (the cost model in hwgen/fold.py's docstring: the MAC-array fit "
           "over BOPs measured above plus per-layer terms) against Yosys: `mvau` = one dataflow "
           "layer (`rtl/mvau.sv` with the layer's real weights and fused activation, `make "
           "synth`), `dataflow` = the whole engine (planner totals).", "",
           md_table(["build", "folding", "arch", "measured LUT / FF / BRAM / DSP",
-                    "estimate LUT / FF / BRAM / DSP", "LUT error"], tab), ""]
+                    "estimate LUT / FF / BRAM / DSP", "LUT error"], tab), "",
+          "The estimate is of the whole layer (its sliding window and line buffer included), "
+          "the mvau rows are the MAC unit alone: its FF figure counts the window register that "
+          "the sliding window holds.", ""]
+    for r in extra_dsp:
+        md.append(f"- mvau {r['variant']} on {r['arch']}: {r['dsp']} multipliers for "
+                  f"{int(r['Pe']) * int(r['Simd'])} MAC lanes: Yosys put address arithmetic "
+                  "(threshold_quant's `chan * NumThr` ROM index) into DSP blocks, which hides "
+                  "the constant threshold ROM from optimization (threshold_quant alone, 8 "
+                  "channels, 2 lanes: 4,380 LUT4 on ECP5 vs 430 SB_LUT4 on iCE40).")
     for a, e in errs.items():
         md.append(f"- {a}: LUT estimate error mean {100 * sum(e) / len(e):+.0f}%, largest "
                   f"{100 * max(e, key=abs):+.0f}% over {len(e)} builds.")

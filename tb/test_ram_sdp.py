@@ -31,7 +31,7 @@ from tb.common.runner import tb_seed as run_seed
 from tb.common.sweep import sweep_cases
 
 SRCS = ["ram_sdp.sv"]
-N_RANDOM = 3000
+N_RANDOM = 2000
 
 
 class RamModel:
@@ -133,7 +133,8 @@ async def directed_patterns(dut):
     w, depth = ram.p["Width"], ram.p["Depth"]
     ones = (1 << w) - 1
     alt = int("01" * w, 2) & ones
-    for pattern in ("random", 0, ones, alt):
+    # Large RAMs: fewer full sweeps (each costs 3 * Depth cycles).
+    for pattern in ("random", 0, ones, alt)[: 4 if depth <= 64 else 2]:
         for a in range(depth):
             v = ram.rand_word() if pattern == "random" else pattern ^ (ones if a % 2 else 0)
             await ram.cycle(True, a, v, False, 0, f"fill {pattern}")
@@ -189,7 +190,7 @@ def run_ram_sdp(sim: str, params: dict) -> None:
 
 SWEEP = [dict(Width=w, Depth=d, Preload=pre) for (w, d, pre) in
          [(5, 1, 0), (8, 16, 1), (36, 512, 1), (13, 100, 0), (72, 3, 1)]]
-VERILATOR_SETS = [1, 3]
+VERILATOR_SETS = [3]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

@@ -23,7 +23,7 @@ from tb.common.stream import StreamDriver, is_high
 from tb.common.sweep import sweep_cases
 
 SRCS = ["stream_reg.sv", "stream_join.sv"]
-N_RANDOM = 1500
+N_RANDOM = 800
 
 
 class JoinEnv(StreamEnv):
@@ -147,7 +147,7 @@ async def reset_mid_stream(dut):
 
 SWEEP = [dict(WidthA=1, WidthB=1, Registered=0), dict(WidthA=8, WidthB=5, Registered=0),
          dict(WidthA=40, WidthB=70, Registered=1), dict(WidthA=3, WidthB=9, Registered=1)]
-VERILATOR_SETS = [1, 2]
+VERILATOR_SETS = [2]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

@@ -33,7 +33,7 @@ def send_image(env: StreamEnv, bits: int, img: Image, golden: Golden, what: str)
 
 
 async def random_images(env: StreamEnv, bits: int, make: MakeImage, golden: Golden,
-                        per_phase: int = 3) -> None:
+                        per_phase: int = 2) -> None:
     """``per_phase`` random images back to back in each of four phases of input bubbles and
     output back-pressure (none, both, bubbles, heavy back-pressure); every beat must match."""
     total = 0

@@ -263,13 +263,14 @@ module threshold_quant #(
     // a full copy of the InitFile table at word c*(2^ABits-1) + k-1 (preloaded). Read at
     // position R = max(s-1, 0) with the code decided there: synchronously into rd_q (s >= 1, the
     // read issued one stage early) or asynchronously (s = 0: ChanGroups words). Written by a
-    // write operation at position W = R + 1 (from the pipeline registers; W = 0 when
-    // ABits = 1): the beat right behind a write would read at the same edge, which is why no beat
-    // enters in the cycle after a write.
+    // write operation at position W: R for s >= 2 (same address as the read); 1 for memories 0
+    // and 1, so that their data come from the pipeline registers (0 when ABits = 1): the beat
+    // right behind a write reads them at the edge the write lands, which is why no beat enters
+    // in the cycle after a write.
     for (genvar s = 0; s < ABits; s++) begin : gen_mem
       localparam int B     = ABits - 1 - s;
       localparam int R     = (s > 0) ? s - 1 : 0;
-      localparam int W     = (ABits > 1) ? R + 1 : 0;
+      localparam int W     = (ABits == 1) ? 0 : (s < 2) ? 1 : s - 1;
       localparam int Depth = (InitFile != "") ? Words : (ChanGroups << s);
       localparam int AW    = (Depth > 1) ? $clog2(Depth) : 1;
       /* verilator lint_off UNUSEDPARAM */  // used by the ram_style attribute only
@@ -289,9 +290,16 @@ module threshold_quant #(
         if (InitFile != "") begin : gen_flat_addr
           assign raddr = AW'((32'(pg[R]) * 32'(Lanes) + 32'(l)) * 32'(NumThr)
                              + ((32'(code) >> (B + 1)) << (B + 1)) + (32'd1 << B) - 32'd1);
-          assign waddr = AW'((32'(pg[W]) * 32'(Lanes) + 32'(l)) * 32'(NumThr) + 32'(kw) - 32'd1);
         end else begin : gen_compact_addr
           assign raddr = AW'(32'(pg[R]) * (32'd1 << s) + (32'(code) >> (B + 1)));
+        end
+        if (W == R && s > 0) begin : gen_shared_addr
+          // A write leaves its code unchanged (pc_d = pc): one address for both ports, which
+          // lets LUT RAM use its single-port form (more bits per LUT).
+          assign waddr = raddr;
+        end else if (InitFile != "") begin : gen_flat_waddr
+          assign waddr = AW'((32'(pg[W]) * 32'(Lanes) + 32'(l)) * 32'(NumThr) + 32'(kw) - 32'd1);
+        end else begin : gen_compact_waddr
           assign waddr = AW'(32'(pg[W]) * (32'd1 << s) + (32'(kw) >> (B + 1)));
         end
         (* no_rw_check, ram_style = RamStyle *) logic [AccWidth-1:0] mem [Depth];

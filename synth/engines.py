@@ -108,6 +108,7 @@ FMAX_ARCHS = ("up5k", "ecp5")
 SERIAL_FOLDS = {"models/digits": ((4, 4), (8, 8)), "models/mnist": ((16, 8),)}
 DATAFLOW_TARGETS = {"models/digits": (4608, 1152), "models/mnist": (28224,)}
 FAMILIES = (("xilinx", "xc7a35t"), ("up5k", "up5k"), ("ecp5", "ecp5-25"))
+RUN_ORDER = ("ecp5", "up5k", "xilinx")  # quickest flow first (Yosys's ECP5 flow is the fastest)
 
 
 def luts(r: dict[str, Any]) -> int:
@@ -212,7 +213,7 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
     if "error" in b:
         log(f"engine {b['engine']} {b['model']} {b['folding']}: not built: {b['error']}")
         return row
-    for arch, dev in FAMILIES:
+    for arch, dev in sorted(FAMILIES, key=lambda f: RUN_ORDER.index(f[0])):
         try:
             p = b["point"](arch)
         except (ValueError, OSError, NotImplementedError) as e:

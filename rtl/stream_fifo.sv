@@ -14,7 +14,8 @@
 //   bits): Depth words of flip-flops written at the write pointer and read through a mux at the
 //   read pointer; latency 1 (a beat pushed at an edge is at the output right after it).
 // * RAM (UseRam = 1, default when Depth > 16, or Depth >= 8 with Width*Depth >= 256 bits):
-//   Depth words in rtl/ram_sdp.sv (block / LUT RAM, synchronous read) plus a two-word prefetch
+//   Depth words in rtl/ram_sdp.sv (block / LUT RAM, synchronous read; payloads wider than
+//   4096 bits in several side-by-side instances) plus a two-word prefetch
 //   buffer of flip-flops in front of the output. A RAM read is issued whenever the RAM holds a
 //   word and the prefetch buffer plus the read in flight hold at most one word, so the read data
 //   always has a place to go and the output stays valid on every cycle of a sustained pop
@@ -29,7 +30,7 @@
 `include "nuq_assert.svh"
 
 module stream_fifo #(
-  /// Payload width in bits (passed through unchanged); 1..4096.
+  /// Payload width in bits (passed through unchanged); 1..65536.
   parameter int Width     = 8,
   /// Capacity in beats; 1..2^20 (Depth >= 2 for one beat per cycle).
   parameter int Depth     = 16,
@@ -58,8 +59,8 @@ module stream_fifo #(
   output logic [LevelWidth-1:0] level_o
 );
 
-  if (Width < 1 || Width > 4096) begin : gen_check_width
-    `NUQ_ELAB_FATAL((1, "stream_fifo: Width=%0d must lie in 1..4096", Width))
+  if (Width < 1 || Width > 65536) begin : gen_check_width
+    `NUQ_ELAB_FATAL((1, "stream_fifo: Width=%0d must lie in 1..65536", Width))
   end
   if (Depth < 1 || Depth > (1 << 20)) begin : gen_check_depth
     `NUQ_ELAB_FATAL((1, "stream_fifo: Depth=%0d must lie in 1..2^20", Depth))
@@ -138,18 +139,25 @@ module stream_fifo #(
     assign held = pb_cnt_q + {1'b0, rd_q};
     assign re   = ram_nonempty_q & (held <= 2'd1);
 
-    ram_sdp #(
-      .Width(Width),
-      .Depth(Words)
-    ) u_ram (
-      .clk_i,
-      .we_i   (push),
-      .waddr_i(waddr_q),
-      .wdata_i(in_data_i),
-      .re_i   (re),
-      .raddr_i(raddr_q),
-      .rdata_o(rdata)
-    );
+    // ram_sdp words are at most 4096 bits: a wider payload is stored in side-by-side slices.
+    localparam int SliceW = 4096;
+    localparam int Slices = (Width + SliceW - 1) / SliceW;
+    for (genvar i = 0; i < Slices; i++) begin : gen_slice
+      localparam int Lo = i * SliceW;
+      localparam int W  = (Width - Lo > SliceW) ? SliceW : Width - Lo;
+      ram_sdp #(
+        .Width(W),
+        .Depth(Words)
+      ) u_ram (
+        .clk_i,
+        .we_i   (push),
+        .waddr_i(waddr_q),
+        .wdata_i(in_data_i[Lo +: W]),
+        .re_i   (re),
+        .raddr_i(raddr_q),
+        .rdata_o(rdata[Lo +: W])
+      );
+    end
 
     always_comb begin
       ram_cnt_d = ram_cnt_q;

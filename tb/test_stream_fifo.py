@@ -246,11 +246,13 @@ async def reset_mid_stream(dut):
 
 # Depth classes: 1 and 2 (flip-flops); 5 (flip-flops, odd); 16 x 8 (largest default
 # flip-flop FIFO); 8 x 40 (RAM by size); 37 x 9 (RAM, odd depth, pointer wrap); the RAM path
-# forced at depths 1 and 2 (prefetch buffer larger than the RAM).
+# forced at depths 1 and 2 (prefetch buffer larger than the RAM); a payload wider than one
+# ram_sdp word (two RAM slices).
 SWEEP = [
     dict(Width=8, Depth=1), dict(Width=8, Depth=2), dict(Width=3, Depth=5),
     dict(Width=8, Depth=16), dict(Width=40, Depth=8), dict(Width=9, Depth=37),
     dict(Width=7, Depth=1, UseRam=1), dict(Width=7, Depth=2, UseRam=1),
+    dict(Width=4100, Depth=4, UseRam=1),
 ]
 
 VERILATOR_SETS = [1, 5]
@@ -265,4 +267,4 @@ def test_stream_fifo(sim: str, params: dict) -> None:
 def test_stream_fifo_bad_params(sim: str) -> None:
     """Depth 0 or Width 0 stop elaboration with a message naming the parameter."""
     assert_elab_fails("stream_fifo", SRCS, dict(Depth=0), sim, "Depth=0 must lie in 1..2^20")
-    assert_elab_fails("stream_fifo", SRCS, dict(Width=0), sim, "Width=0 must lie in 1..4096")
+    assert_elab_fails("stream_fifo", SRCS, dict(Width=0), sim, "Width=0 must lie in 1..65536")

@@ -20,8 +20,8 @@ module stream_fork #(
 ) (
   /// Clock, rising edge.
   input  logic             clk_i,
-  /// Asynchronous active-low reset; clears the taken flags (a half-delivered beat is dropped
-  /// from the output that had not taken it yet only if the source also drops it).
+  /// Asynchronous active-low reset: clears the taken flags (everything in flight is dropped;
+  /// the source is reset too under the stream contract).
   input  logic             rst_ni,
   /// Input beat valid.
   input  logic             in_valid_i,

@@ -153,6 +153,18 @@ module threshold_quant #(
   localparam int AddrWidth = (Words > 1) ? $clog2(Words) : 1;
   /// Content of a threshold word that was never written (no InitFile): the largest value.
   localparam logic [AccWidth-1:0] BlankThr = {1'b0, {(AccWidth - 1){1'b1}}};
+  localparam logic [AccWidth-1:0] Msb      = {1'b1, {(AccWidth - 1){1'b0}}};
+  /// Writable tables store T ^ Enc: without InitFile T ^ BlankThr, so that a blank (all-zero)
+  /// word is BlankThr; with one, T as the file has it.
+  localparam logic [AccWidth-1:0] Enc      = (InitFile != "") ? '0 : BlankThr;
+
+  // x >= T for a stored word w = T ^ Enc: (x ^ Msb) + ~(T ^ Msb) + 1 carries out, and
+  // ~(T ^ Msb) = T ^ BlankThr = w when Enc = BlankThr, so the carry chain needs no inverter.
+  function automatic logic ge_word(logic [AccWidth-1:0] x, logic [AccWidth-1:0] w);
+    logic [AccWidth:0] sum;
+    sum = {1'b0, x ^ Msb} + {1'b0, w ^ Enc ^ BlankThr} + (AccWidth + 1)'(1);
+    return sum[AccWidth];
+  endfunction
 
   logic                 cfg_ok;
   assign cfg_ok = (32'(cfg_chan_i) < 32'(Channels)) && (32'(cfg_idx_i) < 32'(NumThr));
@@ -171,10 +183,6 @@ module threshold_quant #(
     localparam int FifoDepth = ABits + 1;  // beats in flight at most (credits)
     localparam int CntWidth  = $clog2(FifoDepth + 1);
     localparam int HdWidth   = $clog2(FifoDepth);
-    // Stored word = T ^ Enc: the compact memories store T ^ BlankThr, so that a blank (all-zero)
-    // word is BlankThr; a preloaded copy of the InitFile table stores T as the file has it.
-    localparam logic [AccWidth-1:0] Enc = (InitFile != "") ? '0 : BlankThr;
-    localparam logic [AccWidth-1:0] Msb = {1'b1, {(AccWidth - 1){1'b0}}};
 
     logic [ABits-1:0]                     pv, pw;
     logic [ABits-1:0][Lanes*AccWidth-1:0] px, pt;
@@ -243,15 +251,10 @@ module threshold_quant #(
     for (genvar p = 0; p < ABits; p++) begin : gen_cmp
       for (genvar l = 0; l < Lanes; l++) begin : gen_lane
         logic [AccWidth-1:0] x;
-        logic [AccWidth:0]   sum;
         logic                ge;
         // Position 0 compares the input port itself (the x mux only feeds the register).
         assign x  = (p == 0) ? in_data_i[l*AccWidth +: AccWidth] : px[p][l*AccWidth +: AccWidth];
-        // x >= T  <=>  (x ^ Msb) + ~(T ^ Msb) + 1 carries out, and ~(T ^ Msb) = T ^ BlankThr is
-        // the word as stored (Enc = BlankThr): the carry chain needs no inverter.
-        assign sum = {1'b0, x ^ Msb} + {1'b0, pt[p][l*AccWidth +: AccWidth] ^ Enc ^ BlankThr}
-                   + (AccWidth + 1)'(1);
-        assign ge  = sum[AccWidth];
+        assign ge = ge_word(x, pt[p][l*AccWidth +: AccWidth]);
         assign pc_d[p][l*ABits +: ABits] = pc[p][l*ABits +: ABits]
                                          | ((ge && !pw[p]) ? ABits'(1 << (ABits - 1 - p)) : '0);
       end
@@ -382,7 +385,7 @@ module threshold_quant #(
       initial $readmemh(InitFile, thr_q);
     end else begin : gen_blank
       initial begin
-        for (int j = 0; j < Words; j++) thr_q[j] = BlankThr;
+        for (int j = 0; j < Words; j++) thr_q[j] = '0;  // T = BlankThr (Enc)
       end
     end
 
@@ -390,7 +393,7 @@ module threshold_quant #(
       logic [AddrWidth-1:0] cfg_addr;
       assign cfg_addr = AddrWidth'(32'(cfg_chan_i) * 32'(NumThr) + 32'(cfg_idx_i));
       always_ff @(posedge clk_i) begin
-        if (cfg_we_i && cfg_ok) thr_q[cfg_addr] <= cfg_thr_i;
+        if (cfg_we_i && cfg_ok) thr_q[cfg_addr] <= cfg_thr_i ^ Enc;
       end
     end else begin : gen_rom
       // The write port exists for a uniform interface; a ROM ignores it.
@@ -475,7 +478,7 @@ module threshold_quant #(
             logic [AddrWidth-1:0] addr;
             assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
             assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                           : ($signed(x) >= $signed(thr_q[addr]));
+                                           : ge_word(x, thr_q[addr]);
           end
           always_comb begin
             count = '0;
@@ -494,7 +497,7 @@ module threshold_quant #(
           assign k      = prefix | Probe;
           assign addr   = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k) - 32'd1) : '0;
           assign ge     = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                            : ($signed(x) >= $signed(thr_q[addr]));
+                                            : ge_word(x, thr_q[addr]);
           assign code_d[s][l*ABits +: ABits] = (chan_ok && ge) ? k : prefix;
         end
       end

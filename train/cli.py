@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
                    help="weight noise injection: UNIQ (all) or NICE (a fraction)")
     q.add_argument("--weight-quant", default="gauss", choices=("gauss", "uniform"),
                    help="weight codes: seed 003's Gaussian CDF, or symmetric uniform")
+    q.add_argument("--threshold-spacing", default="equiprobable",
+                   choices=("equiprobable", "uniform"),
+                   help="threshold quantizers: seed 003's equiprobable thresholds, or uniform "
+                        "levels (a linear quantizer written as thresholds)")
     q.add_argument("--noise-frac", type=float, default=0.5, help="NICE noised fraction")
     q.add_argument("--clamp", action="store_true", help="NICE learned activation clamping")
     q.add_argument("--no-bn", dest="bn", action="store_false",
@@ -263,7 +267,7 @@ def net_cfg(a: argparse.Namespace, data: Any = None) -> QuantConfig:
         norm = (round(float(x.mean()), 6), round(max(float(x.std()), 1e-6), 6))
     return QuantConfig(a.w_bits, a.a_bits, a.first_bits, a.last_bits, a.act,
                        not a.per_layer_stats, a.shift_mode, a.noise, a.noise_frac, a.clamp,
-                       a.bn, norm, a.bn_weight_fold, a.weight_quant)
+                       a.bn, norm, a.bn_weight_fold, a.weight_quant, a.threshold_spacing)
 
 
 def init_distributed() -> int:

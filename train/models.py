@@ -255,7 +255,9 @@ class QuantConfig:
     pixels in real units (pixel code / max code), folded into the first layer (scale
     ``1/std``, offset ``mean/std``); ``None`` = no normalization. Old exports (before BN) load
     with the defaults. ``weight_quant``: ``gauss`` (seed 003's Gaussian-CDF codes) or
-    ``uniform`` (symmetric uniform codes), see :class:`train.quant.WeightQuantizer`."""
+    ``uniform`` (symmetric uniform codes), see :class:`train.quant.WeightQuantizer`;
+    ``thr_spacing``: threshold quantizers with ``equiprobable`` (seed 003) or ``uniform``
+    thresholds (:meth:`train.quant.ActQuantizer.real_thresholds`)."""
 
     w_bits: int = 4
     a_bits: int = 4
@@ -271,6 +273,7 @@ class QuantConfig:
     input_norm: tuple[float, float] | None = None
     bn_weight_fold: bool = True
     weight_quant: str = "gauss"
+    thr_spacing: str = "equiprobable"
 
     def __post_init__(self) -> None:
         check_bits("w_bits", self.w_bits, 2, 16)
@@ -538,7 +541,7 @@ class _Builder:
     def act(self, name: str, src: str, ch: int) -> str:
         c = self.cfg
         self.mods[name] = ActQuantizer(ch, c.a_bits, c.act, c.per_channel, c.shift_mode,
-                                       c.clamp)
+                                       c.clamp, spacing=c.thr_spacing)
         self.nodes.append(Node(name, "act", [src]))
         return name
 

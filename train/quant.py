@@ -411,6 +411,39 @@ class ThresholdSTE(torch.autograd.Function):
         return gx, None, None, None, gc, None, None
 
 
+THRESHOLD_SPACINGS = ("equiprobable", "uniform")
+
+
+def uniform_thresholds(channels: int, step: float, a_bits: int) -> np.ndarray:
+    """(C, L) float64 thresholds ``t_k = (k - 1/2) step``, k = 1..L: ``#{k : x > t_k}`` is
+    ``round(x / step)`` (ties down) clamped to ``[0, L]``, a uniform ReLU quantizer, the form
+    FINN's MultiThreshold gives a uniform activation (BN then folds into it like any
+    thresholds)."""
+    levels = (1 << check_bits("a_bits", a_bits, 1, 16)) - 1
+    if not (np.isfinite(step) and step > 0):
+        raise ValueError(f"uniform thresholds: step {step!r} must be > 0")
+    t = (np.arange(1, levels + 1, dtype=np.float64) - 0.5) * step
+    return np.repeat(t[None, :], channels, axis=0)
+
+
+class UniformThresholdSTE(torch.autograd.Function):
+    """Uniform thresholds: forward ``#{k : x_r > t_k}`` (``x_r = round(x)`` on accumulator
+    units, ``x`` itself on a BN output), backward straight through ``1/step`` on
+    ``(0, (L + 1/2) step)``, 0 elsewhere (so ``code * step`` has slope 1, a quantized ReLU)."""
+
+    @staticmethod
+    def forward(ctx, x, t, step, levels, rnd):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.step, ctx.hi = step, (levels + 0.5) * step
+        return count_below(torch.round(x) if rnd else x, t, strict=True)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        inside = (x > 0) & (x < ctx.hi)
+        return torch.where(inside, g / ctx.step, 0.0), None, None, None, None
+
+
 class Log2STE(torch.autograd.Function):
     """Log2 (priority encoder) activation on accumulator-unit values ``x`` (float holding
     integers): ``y = 0`` if ``x <= 0`` else ``clamp(bit_length(x) - s, 0, 2^A - 1)``.
@@ -499,10 +532,14 @@ class ActQuantizer(nn.Module):
 
     def __init__(self, channels: int, a_bits: int, kind: str = "threshold",
                  per_channel: bool = True, shift_mode: str = "calibrated", clamp: bool = False,
-                 momentum: float = 0.1):
+                 momentum: float = 0.1, spacing: str = "equiprobable"):
         super().__init__()
         if kind not in ACT_KINDS:
             raise ValueError(f"kind: {kind!r} is not one of {', '.join(ACT_KINDS)}")
+        if spacing not in THRESHOLD_SPACINGS:
+            raise ValueError(f"threshold spacing: {spacing!r} is not one of "
+                             f"{', '.join(THRESHOLD_SPACINGS)}")
+        self.spacing = spacing
         if shift_mode not in ("calibrated", "worst"):
             raise ValueError(f"shift_mode: {shift_mode!r} is not calibrated or worst")
         self.a_bits = check_bits("a_bits", a_bits, 1, 16)
@@ -578,8 +615,13 @@ class ActQuantizer(nn.Module):
         return log2_offset(self.top(scale), self.a_bits)
 
     def real_thresholds(self) -> np.ndarray:
-        """(C, L) float64 thresholds in real units (see :func:`equiprobable_thresholds`)."""
+        """(C, L) float64 thresholds in real units: :func:`equiprobable_thresholds` (seed 003),
+        or with ``spacing="uniform"`` :func:`uniform_thresholds` with the per-layer step
+        ``top / L`` (``top`` = the clamp or ``max_c (mu + 3 sigma)``, real units), i.e. a
+        linear quantizer ``round(x / step)`` clamped to ``[0, L]`` written as thresholds."""
         mu, sg = self.stats()
+        if self.spacing == "uniform":
+            return uniform_thresholds(len(mu), self.top(1.0) / self.levels, self.a_bits)
         return equiprobable_thresholds(mu, sg, self.a_bits, self._clamp_np())
 
     def out_scale(self, scale: float) -> float:
@@ -605,7 +647,11 @@ class ActQuantizer(nn.Module):
         s_a = self.out_scale(scale)
         if not self.quant:
             return torch.relu(x), s_a
-        if self.kind == "threshold":
+        if self.kind == "threshold" and self.spacing == "uniform":
+            u = 1.0 if bn_input else scale
+            t = torch.tensor(self.real_thresholds() / u, dtype=x.dtype, device=x.device)
+            y = UniformThresholdSTE.apply(x / u, t, s_a / u, self.levels, not bn_input)
+        elif self.kind == "threshold":
             # work in accumulator units so that the comparison sees integers (rounded), exactly
             # like the integer path, whatever the float32 error of x
             mu, sg = self.stats()

@@ -37,15 +37,20 @@ BREVITAS = {"mnist5k": {"fp32": 98.18, 8: 98.20, 4: 98.20, 3: 97.78, 2: 97.44}}
 
 
 def rows() -> list[tuple[str, list[str]]]:
-    """(label, extra CLI args) of every quantized row: the 16 main rows (threshold with the
-    seed's Gaussian-CDF weights and with uniform weights, log2, shift at 8/4/3/2 bits), then
-    the seeds' methods at 3/3 threshold (and the worst-case shift)."""
+    """(label, extra CLI args) of every quantized row: the 20 main rows (threshold with the
+    seed's Gaussian-CDF weights and with uniform weights, log2, shift, then threshold with
+    uniform levels and uniform weights, at 8/4/3/2 bits), then the seeds' methods at 3/3
+    threshold (and the worst-case shift)."""
     out = []
     for act in ("threshold", "threshold, uniform weights", "log2", "shift"):
         for wa in (8, 4, 3, 2):
             a = act.split(",")[0]
             extra = ["--weight-quant", "uniform"] if "uniform" in act else []
             out.append((act, ["--w-bits", str(wa), "--a-bits", str(wa), "--act", a] + extra))
+    for wa in (8, 4, 3, 2):  # FINN/Brevitas-like: uniform weights, uniform levels as thresholds
+        out.append(("threshold, uniform levels + weights",
+                    ["--w-bits", str(wa), "--a-bits", str(wa), "--act", "threshold",
+                     "--weight-quant", "uniform", "--threshold-spacing", "uniform"]))
     out += [
         ("threshold + UNIQ noise", ["--w-bits", "3", "--a-bits", "3", "--noise", "uniq"]),
         ("threshold + NICE noise 0.5", ["--w-bits", "3", "--a-bits", "3", "--noise", "nice"]),
@@ -171,10 +176,13 @@ def compare(a: list[float], b: list[float]) -> str:
 def comparisons(r: dict[str, Any]) -> list[str]:
     """The questions of issue 9, answered from the table's data."""
     fp = [x["acc"] for x in r["fp32"]["runs"].values()]
+    uni = "threshold, uniform levels + weights"
     out = [f"- 8/8 threshold (Gaussian weights) minus FP32: "
            f"{compare(_accs(r, 'threshold', 8), fp)}",
            f"- 8/8 threshold (uniform weights) minus FP32: "
-           f"{compare(_accs(r, 'threshold, uniform weights', 8), fp)}"]
+           f"{compare(_accs(r, 'threshold, uniform weights', 8), fp)}",
+           f"- 8/8 threshold (uniform levels + weights) minus FP32: "
+           f"{compare(_accs(r, uni, 8), fp)}"]
     for bits in (3, 2):
         sh = _accs(r, "shift", bits)
         out.append(f"- {bits}/{bits}: Gaussian threshold minus calibrated shift: "

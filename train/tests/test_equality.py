@@ -87,6 +87,7 @@ def _tiny(act: str, w: int, a: int, extra: dict, neg_gamma: bool = True):
     ("threshold", 3, 3, dict(bn=True, input_norm=(0.3, 0.4))),
     ("threshold", 3, 3, {}),
     ("threshold", 4, 4, dict(bn=True, weight_quant="uniform", input_norm=(0.3, 0.4))),
+    ("threshold", 3, 3, dict(bn=True, weight_quant="uniform", thr_spacing="uniform")),
     ("threshold", 2, 2, dict(noise="uniq", clamp=True, per_channel=False, bn=True)),
     ("log2", 4, 3, dict(noise="nice", bn=True, input_norm=(0.2, 0.3))),
     ("shift", 3, 2, dict(bn=True)),

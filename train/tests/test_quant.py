@@ -163,3 +163,16 @@ def test_uniform_weight_codes(bits: int) -> None:
     assert torch.equal(q.codes(w.float(), s), torch.from_numpy(codes).float())
     with pytest.raises(ValueError, match="weight_quant"):
         WeightQuantizer(4, mode="log")
+
+
+def test_uniform_thresholds_are_rounding() -> None:
+    """#{k : x > (k - 1/2) step} = clamp(round-half-down(x / step), 0, L) on a fine grid."""
+    from train.quant import uniform_thresholds
+
+    t = uniform_thresholds(2, 0.25, 3)
+    assert t.shape == (2, 7) and t[0].tolist() == [0.125 + 0.25 * k for k in range(7)]
+    for x in np.linspace(-1, 3, 401):
+        want = min(7, max(0, math.ceil(x / 0.25 - 0.5)))  # x/step - 1/2 > k-1 <=> ...
+        assert int((x > t[0]).sum()) == want, x
+    with pytest.raises(ValueError, match="step"):
+        uniform_thresholds(1, 0.0, 2)

@@ -22,7 +22,7 @@ module ram_sdp #(
   parameter int Width     = 8,
   /// Number of words; 1..2^24.
   parameter int Depth     = 512,
-  /// $readmemh image loaded at time 0 ("" = none: the words start at 0 in simulation).
+  /// $readmemh image loaded at time 0 ("" = none: the words start unspecified; X in Icarus).
   parameter     InitFile  = "",
   /// Address width in bits, max(1, $clog2(Depth)) (derived; do not override).
   parameter int AddrWidth = (Depth > 1) ? $clog2(Depth) : 1

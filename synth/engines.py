@@ -43,6 +43,13 @@ def _rtl_closure(top_sv: str) -> tuple[str, ...]:
     return tuple(f"rtl/{st}.sv" for st in sorted(seen))
 
 
+# The serial engine is synthesized with threshold_quant's binary search (thresholds in
+# per-stage memories): its parallel form reads a Channels x Levels threshold array
+# asynchronously, which Yosys maps to logic (digits 8x8: 61,320 $mux cells in MEMORY_MAP) and
+# did not finish within ENGINE_TIMEOUT_S on Xilinx.
+SERIAL_BSEARCH = 1
+
+
 def model_tag(model_dir: str) -> str:
     return Path(model_dir).name
 
@@ -54,7 +61,8 @@ def serial_point(model_dir: str, pe: int, simd: int, arch: str) -> Point:
     model = load_model(ROOT / model_dir)
     tag = f"serial_{model_tag(model_dir)}_{pe}x{simd}"
     d = GEN / tag
-    pl, path = generate(model, EngineConfig(pe=pe, simd=simd), ROOT / d, top="engine_top")
+    pl, path = generate(model, EngineConfig(pe=pe, simd=simd, binary_search=SERIAL_BSEARCH),
+                        ROOT / d, top="engine_top")
     path.write_text(_relative_paths(path.read_text()))
     files = (*_rtl_closure(path.read_text()), str(d / path.name))
     return Point("serial", f"{model_tag(model_dir)} {pe}x{simd}", "engine_top", files, (), arch,
@@ -95,7 +103,7 @@ def serial_cycles(model: IntModel, pe: int, simd: int) -> dict[str, Any]:
     and run ACT/ADD/POOL)."""
     from hwgen.engine_image import EngineConfig, plan, summary
 
-    s = summary(plan(model, EngineConfig(pe=pe, simd=simd)))
+    s = summary(plan(model, EngineConfig(pe=pe, simd=simd, binary_search=SERIAL_BSEARCH)))
     macs = sum(p["macs"] for p in s["passes"])
     return {"ideal": s["ideal_cycles"], "beats": sum(p["beats"] for p in s["passes"]),
             "macs": macs}
@@ -361,7 +369,11 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
           "`synth_ice40 -dsp` for the UP5K, ECP5 `synth_ecp5`) and placed and routed out of "
           "context (the wrapper of the Fmax section) by nextpnr on an iCE40UP5K (sg48) and an "
           "ECP5 LFE5U-25F (CABGA256), one seed. Serial engine: top from "
-          "`hwgen.engine_image.generate`, folding Pe x Simd. Dataflow engine: top from "
+          "`hwgen.engine_image.generate`, folding Pe x Simd, threshold quantizer in its binary-"
+          "search form (`BinarySearch=1`: with the parallel form the digits 8 x 8 build did not "
+          "finish Yosys's Xilinx flow in 20 minutes: its Channels x Levels threshold array is "
+          "read asynchronously and became 61,320 `$mux` cells in MEMORY_MAP). Dataflow engine: "
+          "top from "
           "`hwgen.dataflow.generate`, folding from the planner (`hwgen.fold`) at a target of "
           "T cycles per image. Cycles per image: `sim` = measured in Verilator "
           "(docs/data/engine_cycles.csv; the commit that measured it is in engines.csv, "

@@ -94,7 +94,13 @@ module data_mem #(
     assign raddr  = use2 ? rd2_hi + BankAw'(rd2_c) : rd_hi + BankAw'(rd_c);
     assign waddr  = wr_hi + BankAw'(wr_c);
     assign we     = we_i && (LaneWidth'(wr_rel) < wr_lanes_i);
-    assign wdata  = wr_data_i[32'(wr_rel)*Width +: Width];
+    // lane wr_rel of the write data (a Banks:1 mux; an equality per lane, no index arithmetic)
+    always_comb begin
+      wdata = '0;
+      for (int l = 0; l < Banks; l++) begin
+        if (wr_rel == Lg'(l)) wdata = wr_data_i[l*Width +: Width];
+      end
+    end
 
     ram_sdp #(
       .Width(Width),
@@ -118,7 +124,12 @@ module data_mem #(
   for (genvar l = 0; l < Banks; l++) begin : gen_lane
     logic [Lg-1:0] sel;
     assign sel = rot_q + Lg'(l);
-    assign rd_data_o[l*Width +: Width] = bank_q[32'(sel)*Width +: Width];
+    always_comb begin
+      rd_data_o[l*Width +: Width] = '0;
+      for (int b = 0; b < Banks; b++) begin
+        if (sel == Lg'(b)) rd_data_o[l*Width +: Width] = bank_q[b*Width +: Width];
+      end
+    end
   end
 
 endmodule

@@ -206,7 +206,9 @@ module nuq_engine #(
     end else begin
       pf_got_q  <= pf_idx_q < 5'(DescWords);
       pf_widx_q <= pf_idx_q[3:0];
-      if (pf_got_q) sh_q[64*32'(pf_widx_q) +: 64] <= desc_word;
+      for (int i = 0; i < DescWords; i++) begin
+        if (pf_got_q && pf_widx_q == 4'(i)) sh_q[64*i +: 64] <= desc_word;
+      end
       if (sw) begin
         pass_q      <= pf_pass_q;
         act_valid_q <= 1'b1;
@@ -778,7 +780,9 @@ module nuq_engine #(
     end else begin
       if (out_valid_q && out_ready_i) out_valid_q <= 1'b0;
       if (st_valid_q && d_op == OpOut) begin
-        logits_q[32'(st_idx_q)*AccWidth +: AccWidth] <= out_val;
+        for (int i = 0; i < NumLogits; i++) begin
+          if (st_idx_q == ClsWidth'(i)) logits_q[i*AccWidth +: AccWidth] <= out_val;
+        end
         if (st_idx_q == '0 || $signed(out_val) > $signed(best_q)) begin
           best_q <= out_val;
           cls_q  <= st_idx_q;

@@ -198,7 +198,7 @@ async def dataflow_progress(dut):
 # ----------------------------------------------------------------------------------------------
 
 RANDOM_IMAGES = 6
-DIGITS_IMAGES = 12
+DIGITS_IMAGES = 8
 # (simulator, model seed or "digits", Pe cap, Simd cap): one build per row
 RANDOM_CONFIGS = [("verilator", 1, 3, 5), ("icarus", 2, 2, 3), ("icarus", 3, 3, 4)]
 DIGITS_CONFIGS = [("verilator", 8, 9), ("icarus", 8, 8)]
@@ -249,7 +249,7 @@ def test_dataflow_digits(conf: tuple) -> None:
     sim, pe, simd = conf
     model = load_model(DIGITS_MODEL)
     fold = default_folding(model, pe, simd)
-    n = DIGITS_IMAGES if sim == "verilator" else 4
+    n = DIGITS_IMAGES if sim == "verilator" else 2
     top, gen, plan = build_dataflow(model, fold, f"digits_{pe}x{simd}_{sim}", binary_search=1)
     x, _ = dataset_split(model)
     res = run_dataflow(DIGITS_MODEL, gen, top, x[:n], sim, "dataflow_stream",
@@ -329,14 +329,14 @@ def test_dataflow_shortcut_fifo_matters() -> None:
     the shortcut FIFO is full), so the formula is what keeps the pipeline alive (Icarus)."""
     from tb.dataflow_sim import build_dataflow, run_dataflow
     model = random_model(2)
-    fold = default_folding(model, 2, 3)
+    fold = default_folding(model, 4, 8)
     d = _model_dir(model, "rnd2_fifo")
-    images = random_images(model, 3, seed=5)
-    budget = 3 * expected_cycles_per_image(model, fold) * 4 + 2000
+    images = random_images(model, 2, seed=5)
+    budget = 2 * expected_cycles_per_image(model, fold) * 4 + 1000
     out = {}
     for name, depth in (("computed", None), ("small", 2)):
         top, gen, plan = build_dataflow(model, fold, f"rnd2_fifo_{name}", 1, depth)
         out[name] = run_dataflow(d, gen, top, images, "icarus", "dataflow_progress",
                                  {"cycles": budget, "backpressure": 0.5})["results"]
-    assert out["computed"] == 3, out
+    assert out["computed"] == 2, out
     assert out["small"] == 0, out

@@ -266,6 +266,38 @@ def write_markdown() -> None:
     os.replace(tmp, path)
 
 
+def readme_table() -> str:
+    """The README's accuracy table: per dataset and main row kind, mean ± sd (n) at 8/4/3/2
+    bits, FP32, and the Brevitas reference where there is one."""
+    out = ["| dataset | activation / weights | FP32 | 8/8 | 4/4 | 3/3 | 2/2 |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for jp in sorted((DOCS / "data").glob("train_*.json")):
+        r = json.loads(jp.read_text())
+        if r.get("format") != 2:
+            continue
+        asked = r.get("seeds_asked", SEEDS)
+
+        def cell(v: list[float]) -> str:
+            if not v:
+                return "not run"
+            m, sd = mean_sd(v)
+            return f"{m:.2f} ± {sd:.2f} (n={len(v)}{'' if len(v) >= asked else ', partial'})"
+
+        fp = cell([x["acc"] for x in r["fp32"]["runs"].values()])
+        for label in ("threshold", "threshold, uniform weights",
+                      "threshold, uniform levels + weights", "log2", "shift"):
+            cells = [cell(_accs(r, label, b)) for b in (8, 4, 3, 2)]
+            if all(c == "not run" for c in cells):
+                continue
+            out.append(f"| {r['dataset']} | {label} | {fp} | " + " | ".join(cells) + " |")
+        ref = BREVITAS.get(r["dataset"])
+        if ref:
+            out.append(f"| {r['dataset']} | Brevitas uniform QAT (peer, quoted in issue 9, "
+                       f"5 seeds) | {ref['fp32']:.2f} | " +
+                       " | ".join(f"{ref[b]:.2f}" for b in (8, 4, 3, 2)) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.sweep", description=__doc__.split("\n")[0])
     p.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"],
@@ -276,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pick", type=int, nargs="+", default=None,
                    help="only these row indices of rows(), in this order")
     p.add_argument("--markdown-only", action="store_true", help="only regenerate the page")
+    p.add_argument("--readme-table", action="store_true",
+                   help="print the README's accuracy table and exit")
     a = p.parse_args(argv)
+    if a.readme_table:
+        print(readme_table())
+        return 0
     if not a.markdown_only:
         for ds in a.datasets:
             sweep(ds, Path(a.runs), a.seeds, a.rows, a.pick)

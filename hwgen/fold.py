@@ -370,6 +370,23 @@ def plan(model: IntModel, target_cycles: int | None = None, lut_budget: int | No
     return fp
 
 
+def estimate_folding(model: IntModel, folding: dict[str, tuple[int, int]],
+                     device_name: str = DEFAULT_DEVICE) -> FoldPlan:
+    """The estimate of a given folding ({layer: (pe, simd)}) on ``device_name``'s family."""
+    dev = device(device_name)
+    layers = []
+    for g in _geometry(model):
+        pe, simd = folding[g.name]
+        why = dataflow.fold_ok(model, g.name, pe, simd)
+        if why:
+            raise FoldError(why)
+        cyc = max(dataflow.layer_cycles(model, g.name, pe, simd), g.in_pixels)
+        layers.append(LayerPlan(g.name, pe, simd, cyc, g.pixels * g.cout * g.n,
+                                estimate(g, pe, simd, dev)))
+    return FoldPlan(model.name, dev, tuple(layers),
+                    dataflow.expected_cycles_per_image(model, folding))
+
+
 def format_plan(fp: FoldPlan) -> str:
     """The per-layer table the CLI prints."""
     head = f"{'layer':<10} {'pe':>4} {'simd':>5} {'cycles':>8} {'util':>6} " \

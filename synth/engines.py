@@ -181,8 +181,8 @@ def builds(models: Sequence[str] | None = None, engines: Sequence[str] = ("seria
                              lanes=sum(p * s for p, s in fp.folding.values()),
                              cycles=dataflow.expected_cycles_per_image(model, fp.folding),
                              cycles_src="planner (dataflow.expected_cycles_per_image)",
-                             estimate={a: fold.plan(model, target_cycles=target, device_name=d,
-                                                    check_fit=False) for a, d in FAMILIES})
+                             estimate={a: fold.estimate_folding(model, fp.folding, d)
+                                       for a, d in FAMILIES})
                     b["point"] = (lambda arch, m=mdir, f=fp.folding, t=target:
                                   dataflow_point(m, f, f"t{t}", arch))
                 except (ValueError, OSError, NotImplementedError) as e:

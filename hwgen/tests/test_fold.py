@@ -151,6 +151,15 @@ def test_real_model_does_not_fit_up5k(mnist):
         fold.plan(mnist, target_cycles=800, device_name="up5k")
 
 
+def test_estimate_of_a_given_folding(digits, planner):
+    fp = planner.for_cycles(2000)
+    again = fold.estimate_folding(digits, fp.folding, "xc7a35t")
+    assert again.folding == fp.folding and again.cycles == fp.cycles
+    assert [lp.res for lp in again.layers] == [lp.res for lp in fp.layers]
+    with pytest.raises(FoldError, match="layer fc"):
+        fold.estimate_folding(digits, dict(fp.folding, fc=(11, 1)), "up5k")
+
+
 def test_bram_blocks():
     up5k, ecp5, xc7 = (DEVICES[k] for k in ("up5k", "ecp5-25", "xc7a35t"))
     assert bram_blocks(up5k, 256, 16) == 1

@@ -200,6 +200,7 @@ class WriteInFlight:
                                  self.sb.check)
         self.writes = 0
         self.accepted = 0
+        self.last: tuple[int, int, int] | None = None  # (channel, old value, new value)
         cocotb.start_soon(self.mon.run())
 
     def random_write(self) -> tuple[int, int, int]:
@@ -211,6 +212,9 @@ class WriteInFlight:
         if r.random() < 0.05 and te.ch < (1 << max(1, (te.ch - 1).bit_length())):
             return te.ch, r.randrange(levels), r.randint(te.lo, te.hi)  # channel: ignored
         c, k = r.randrange(te.ch), r.randrange(levels)
+        if r.random() < 0.5:  # the thresholds of stages 0 and 1 (k = 2^(A-1), 2^(A-2), 3*2^(A-2))
+            top = 1 << (te.a - 1)
+            k = r.choice([top, top // 2, 3 * top // 2] if te.a > 1 else [top]) - 1
         lo = int(te.table[c, k - 1]) if k > 0 else te.lo
         hi = int(te.table[c, k + 1]) if k + 1 < levels else te.hi
         return c, k, r.randint(lo, hi)
@@ -228,6 +232,9 @@ class WriteInFlight:
             if beat is None and te.rng.random() < p_valid:
                 g = te.rng.randrange(te.groups)
                 xs = [te.near(g * te.lanes + l) for l in range(te.lanes)]
+                if self.last and self.last[0] // te.lanes == g and te.rng.random() < 0.5:
+                    # right at the threshold just written (its old or new value)
+                    xs[self.last[0] % te.lanes] = te.rng.choice(self.last[1:])
                 beat = (g, xs, te.rng.getrandbits(te.p["UserWidth"]))
             if beat is not None:
                 d.in_data_i.value = pack(beat[1], te.w)
@@ -242,6 +249,7 @@ class WriteInFlight:
                 self.accepted += 1
                 beat = None
             if wr and c < te.ch and k < te.table.shape[1]:
+                self.last = (c, int(te.table[c, k]), v)
                 te.table = te.table.copy()
                 te.table[c, k] = v
                 self.writes += 1
@@ -293,6 +301,9 @@ async def write_in_flight(dut):
     if te.table is None:
         te.table = np.full((te.ch, (1 << te.a) - 1), te.hi, dtype=np.int64)
     wf = WriteInFlight(dut, te, 0.0)
+    await wf.run(100, 0.3, 0.9)  # from the blank / preloaded table
+    # then from a spread table, whose neighbours leave room for large changes
+    await te.write_table(make_table(te.rng, te.ch, te.a, te.w))
     for p_write, p_valid, bp in ((0.3, 0.9, 0.0), (0.1, 0.7, 0.5), (0.5, 1.0, 0.8),
                                  (0.05, 1.0, 0.2)):
         wf.mon.backpressure = bp

@@ -234,7 +234,7 @@ def test_mvau(sim: str, case: dict) -> None:
     params = mvau_params(lay["w"], lay["b"], case["a"], case["w"], lay["acc_bits"], case["pe"],
                          case["simd"], case["act"], act_bits, lay["param"], case["mode"],
                          case["bs"])
-    tag = f"case{case['seed']}"
+    tag = f"case{case['seed']}_{sim}"  # per simulator: parallel workers never share a file
     files = write_mvau_images(ROOT / "sim_build" / "mvau_img" / tag, "l", lay["w"], lay["b"],
                               params, lay["thr"])
     params.update({k: f'"{v}"' for k, v in files.items()})  # string parameters, quoted

@@ -115,7 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         fold = default_folding(model, args.pe, args.simd)
     bs = args.bsearch if args.bsearch in (0, 1) else 1
-    x, y = dataset_split(model)
+    if model.meta.get("dataset") or model.input_shape in ((8, 8, 1), (28, 28, 1)):
+        x, y = dataset_split(model)
+    else:  # e.g. a golden.random_model export: random images, golden's classes as labels
+        from golden.model import predict
+        from golden.random_model import random_images
+        x = random_images(model, 50, 7)
+        y = predict(model, x)[1]
     if args.n:
         x, y = x[:args.n], y[:args.n]
     fold_id = "_".join(f"{p}x{s}" for p, s in fold.values())

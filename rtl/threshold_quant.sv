@@ -174,9 +174,10 @@ module threshold_quant #(
     // Position p (0..ABits-1) is where stage p compares: the input ports for p = 0, pipeline
     // register p-1 otherwise. An operation at a position is a beat (pv) or a threshold write
     // (pw); a write carries its value in every lane's x field and k in the code field of its
-    // lane (0 in the others), and writes memory s while it is at position max(s-1, 0): where
-    // the beats issue their reads of memory s. Writes and beats therefore reach every memory in
-    // the order they entered, and the pipeline never stalls (credits and an output FIFO absorb
+    // lane (0 in the others), and writes memory s while it is at position s-1 (s >= 2: where
+    // the beats issue their reads of memory s) or 1 (s < 2: one cycle after those reads, hence
+    // no beat right behind a write). Writes and beats therefore reach every memory in the order
+    // they entered, and the pipeline never stalls (credits and an output FIFO absorb
     // back-pressure), so the write port never has to wait.
     localparam int CodeW     = Lanes * ABits;
     localparam int EntryW    = CodeW + UserWidth;

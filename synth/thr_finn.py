@@ -63,15 +63,20 @@ def rom_image(a_bits: int) -> str:
     return str(rel)
 
 
-def points(archs: tuple[str, ...]) -> list[Point]:
-    """Every point of the comparison (forms x versions x archs x A)."""
+def points(archs: tuple[str, ...], versions_wanted: tuple[str, ...] = ("before", "after"),
+           big_parallel: bool = True) -> list[Point]:
+    """Every point of the comparison (forms x versions x archs x A); ``big_parallel=False``
+    leaves out the parallel form at A = 8 (255 registers and comparators: the slowest Yosys
+    runs by far)."""
     files = {"before": (before_file(),), "after": ("rtl/threshold_quant.sv",)}
     out = []
     for ver, (var, (bs, wr, extra, f_archs, versions)) in (
-            (v, f) for v in ("before", "after") for f in FORMS.items()):
+            (v, f) for v in versions_wanted for f in FORMS.items()):
         if ver in versions:
             for arch in (a for a in f_archs if a in archs):
                 for a in A_POINTS:
+                    if not big_parallel and bs == 0 and a == 8:
+                        continue
                     params: dict[str, Any] = {"AccWidth": ACC, "ABits": a, "Channels": 1,
                                               "Lanes": 1, "UserWidth": 1, "BinarySearch": bs,
                                               "Writable": wr, **extra}
@@ -138,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-ecp5", action="store_true", help="Xilinx and iCE40 only")
     ap.add_argument("--force", action="store_true", help="ignore cached results")
+    ap.add_argument("--version", choices=("before", "after"), action="append",
+                    help="only this version (repeatable; default both)")
+    ap.add_argument("--no-big-parallel", action="store_true",
+                    help="leave out the parallel form at A = 8 (slow)")
     args = ap.parse_args(argv)
     archs = ("xilinx", "ice40") if args.no_ecp5 else ("xilinx", "ice40", "ecp5")
     rows = []
-    for p in points(archs):
+    for p in points(archs, tuple(args.version or ("before", "after")),
+                    not args.no_big_parallel):
         try:
             r = synthesize(p, force=args.force)
         except SynthError as e:

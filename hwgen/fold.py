@@ -30,6 +30,10 @@ Resource model (:func:`estimate`), calibrated from measured synthesis (docs/data
   is at least BRAM_MIN_DEPTH deep and BRAM_MIN_BITS big; a weight ROM below that is logic (one
   LUT per word bit per 2^k words).
 
+* units that are not MAC layers: a quantizer not fused into a conv (threshold / log2 / shift)
+  and the residual adder cost one measured block lane (docs/data/synth.csv, nearest A and
+  AccWidth; ECP5 uses the iCE40 rows) per channel; max pooling MAXPOOL_PER_BIT per channel-bit.
+
 The model's error against the engine syntheses is reported by ``make synth-engines``
 (docs/synthesis.md, "Folding planner: model vs synthesis").
 """
@@ -87,7 +91,7 @@ class LayerPlan:
     @property
     def utilization(self) -> float:
         """MACs / (cycles * Pe * Simd): the fraction of MAC slots doing useful work."""
-        return self.macs / (self.cycles * self.pe * self.simd)
+        return self.macs / (self.cycles * self.pe * self.simd) if self.pe else 0.0
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,14 @@ class FoldPlan:
     device: Device
     layers: tuple[LayerPlan, ...]
     cycles: int  # the pipeline's interval: the slowest unit (dataflow.expected_cycles_per_image)
+    others: tuple[LayerPlan, ...] = ()  # the units that are not MAC layers (no folding)
 
     @property
     def folding(self) -> dict[str, tuple[int, int]]:
         return {lp.name: (lp.pe, lp.simd) for lp in self.layers}
 
     def total(self, res: str) -> int:
-        return sum(lp.res[res] for lp in self.layers)
+        return sum(lp.res[res] for lp in (*self.layers, *self.others))
 
 
 # ---- calibration ---------------------------------------------------------------------------
@@ -154,6 +159,67 @@ def _dsp_per_mac(cal: dict[str, Any], w: int, a: int) -> float:
         return cal["dsp_per_mac"][(w, a)]
     lo = cal["dsp_min_wa"]
     return 1.0 if lo is not None and w * a >= lo else 0.0
+
+
+# synth.csv arch of the block rows (quantizers, residual adder) per flow arch: ECP5 has none,
+# iCE40 (also LUT4) stands in.
+BLOCK_ARCH = {"xilinx": "xilinx", "up5k": "ice40", "ecp5": "ice40"}
+# Units measured apart from the block sweep (LUT, FF per channel-bit): maxpool_stream 16 ch x 4
+# bits (ice40 292 LUT, Xilinx 415 LUT) -> about 5 LUT and 2 FF per channel-bit.
+MAXPOOL_PER_BIT = (5.0, 2.0)
+
+
+@lru_cache(maxsize=None)
+def _block_rows(path: Path = SYNTH_CSV) -> tuple[dict[str, str], ...]:
+    try:
+        return tuple(r for r in csv.DictReader(path.open())
+                     if r["block"] in ("threshold_quant", "residual_add", "shift_quant",
+                                       "log2_act") and r["Channels"] in ("1", ""))
+    except OSError as e:
+        raise FoldError(f"calibration: cannot read {path} ({e}); run `make synth`") from None
+
+
+def lane_cost(arch: str, block: str, variant: str, a_bits: int, acc: int) -> dict[str, int]:
+    """LUT / FF of one lane of a quantizer (``block``/``variant`` of the block sweep) or of the
+    residual adder, from the measured row nearest in (A, AccWidth) on ``arch``'s family."""
+    rows = [r for r in _block_rows() if r["block"] == block and r["variant"] == variant
+            and r["arch"] == BLOCK_ARCH[arch]]
+    if not rows:
+        raise FoldError(f"calibration: no {block} [{variant}] rows for {arch} in synth.csv")
+    best = min(rows, key=lambda r: (abs(int(r["AccWidth"]) - acc)
+                                    + 4 * abs(int(r["A"] or a_bits) - a_bits)))
+    return {"lut": int(best["lut"]) + int(best["lutram"] or 0), "ff": int(best["ff"])}
+
+
+def other_units(model: IntModel, dev: Device) -> tuple[LayerPlan, ...]:
+    """Estimates of the units that are not MAC layers: a quantizer not fused into a MAC layer
+    (one lane per channel), the residual adder (one lane per channel), max pooling."""
+    fused = {g.name for g in _geometry(model) if g.act_lanes}
+    macs = set(dataflow.mac_layers(model))
+    fused_acts = {x.name for x in model.layers for src in x.inputs
+                  if src in fused and x.op in ("threshold", "log2", "shift")}
+    out = []
+    for lay in model.layers:
+        if lay.name in macs or lay.name in fused_acts:
+            continue
+        t = model.types[lay.name]
+        ch = int(t.shape[-1])
+        src = model.types[lay.inputs[0]]
+        if lay.op in ("threshold", "log2", "shift"):
+            blk = {"threshold": ("threshold_quant", "parallel-fixed"), "log2": ("log2_act", "-"),
+                   "shift": ("shift_quant", "-")}[lay.op]
+            c = lane_cost(dev.arch, *blk, t.bits, src.bits)
+            res = {"lut": ch * c["lut"], "ff": ch * c["ff"]}
+        elif lay.op == "add":
+            c = lane_cost(dev.arch, "residual_add", "-", t.bits, t.bits)
+            res = {"lut": ch * c["lut"], "ff": ch * c["ff"]}
+        elif lay.op == "maxpool":
+            res = {"lut": round(MAXPOOL_PER_BIT[0] * ch * src.bits),
+                   "ff": round(MAXPOOL_PER_BIT[1] * ch * src.bits)}
+        else:
+            continue
+        out.append(LayerPlan(lay.name, 0, 0, 0, 0, {**res, "bram": 0, "dsp": 0}))
+    return tuple(out)
 
 
 # ---- per-layer geometry and estimate -------------------------------------------------------
@@ -263,6 +329,7 @@ class Planner:
         self.model, self.dev = model, dev
         self.geos = _geometry(model)
         self.floors = _floors(model)
+        self.others = other_units(model, dev)
         self.cands: dict[str, list[tuple[int, int, int, dict[str, int]]]] = {}
         for g in self.geos:
             cs = [(c, p, s, estimate(g, p, s, dev)) for c, p, s in _candidates(model, g)]
@@ -297,7 +364,7 @@ class Planner:
             layers.append(LayerPlan(g.name, pe, simd, cyc, macs, res))
         fold = {lp.name: (lp.pe, lp.simd) for lp in layers}
         return FoldPlan(self.model.name, self.dev, tuple(layers),
-                        dataflow.expected_cycles_per_image(self.model, fold))
+                        dataflow.expected_cycles_per_image(self.model, fold), self.others)
 
     def targets(self) -> list[int]:
         """Every interval a plan can have, fastest first."""
@@ -315,10 +382,11 @@ class Planner:
         lo, hi = 0, len(ts) - 1
         slowest = self.for_cycles(ts[hi])
         if slowest.total("lut") > budget:
-            big = max(slowest.layers, key=lambda lp: lp.res["lut"])
+            big = max((*slowest.layers, *slowest.others), key=lambda lp: lp.res["lut"])
+            at = f" at Pe = {big.pe}, Simd = {big.simd}" if big.pe else ""
             raise FoldError(f"LUT budget {budget} impossible: the slowest folding needs "
                             f"{slowest.total('lut')} LUT (largest: layer {big.name}, "
-                            f"{big.res['lut']} LUT at Pe = {big.pe}, Simd = {big.simd})")
+                            f"{big.res['lut']} LUT{at})")
         while lo < hi:  # smallest target within the budget; LUTs are monotone in the target
             mid = (lo + hi) // 2
             if self.for_cycles(ts[mid]).total("lut") <= budget:
@@ -344,13 +412,13 @@ def check_device(fp: FoldPlan) -> None:
     dev = fp.device
     for res in ("bram", "dsp", "lut", "ff"):
         cap = getattr(dev, res)
-        for lp in fp.layers:
+        for lp in (*fp.layers, *fp.others):
             if lp.res[res] > cap:
                 raise FoldError(f"layer {lp.name}: {lp.res[res]} {res.upper()} needed, device "
                                 f"{dev.name} has {cap}")
         tot = fp.total(res)
         if tot > cap:
-            big = max(fp.layers, key=lambda lp: lp.res[res])
+            big = max((*fp.layers, *fp.others), key=lambda lp: lp.res[res])
             raise FoldError(f"model {fp.model}: {tot} {res.upper()} needed (largest: layer "
                             f"{big.name}, {big.res[res]}), device {dev.name} has {cap}")
 
@@ -384,7 +452,7 @@ def estimate_folding(model: IntModel, folding: dict[str, tuple[int, int]],
         layers.append(LayerPlan(g.name, pe, simd, cyc, g.pixels * g.cout * g.n,
                                 estimate(g, pe, simd, dev)))
     return FoldPlan(model.name, dev, tuple(layers),
-                    dataflow.expected_cycles_per_image(model, folding))
+                    dataflow.expected_cycles_per_image(model, folding), other_units(model, dev))
 
 
 def format_plan(fp: FoldPlan) -> str:
@@ -397,6 +465,10 @@ def format_plan(fp: FoldPlan) -> str:
         lines.append(f"{lp.name:<10} {lp.pe:>4} {lp.simd:>5} {lp.cycles:>8} "
                      f"{lp.utilization:>6.2f} {r['lut']:>7} {r['ff']:>7} {r['bram']:>5} "
                      f"{r['dsp']:>5}")
+    for lp in fp.others:
+        r = lp.res
+        lines.append(f"{lp.name:<10} {'-':>4} {'-':>5} {'':>8} {'':>6} {r['lut']:>7} "
+                     f"{r['ff']:>7} {r['bram']:>5} {r['dsp']:>5}")
     d = fp.device
     lines.append(f"{'total':<10} {'':>4} {'':>5} {fp.cycles:>8} {'':>6} "
                  f"{fp.total('lut'):>7} {fp.total('ff'):>7} {fp.total('bram'):>5} "

@@ -82,7 +82,7 @@ def test_tighter_target_never_cheaper(planner):
 
 
 def test_lut_budget_is_the_fastest_within(planner):
-    for budget in (1200, 2500, 6000):
+    for budget in (4500, 6000, 9000):
         fp = planner.for_lut_budget(budget)
         assert fp.total("lut") <= budget
         ts = planner.targets()

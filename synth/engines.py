@@ -9,6 +9,7 @@ $readmemh paths the generators write (absolute) are rewritten relative to the re
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -228,13 +229,16 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
             row["error"] = f"{type(e).__name__}: {e}"
             log(f"engine {b['engine']} {b['model']}: generator failed: {row['error']}")
             return row
-        row.setdefault("rtl", rtl_version(p.files))
         try:
             r = synthesize(p, force=force, timeout_s=ENGINE_TIMEOUT_S)
         except SynthError as e:
             row[f"{arch}_error"] = str(e).splitlines()[0][:300]
             log(f"engine {p.name}: FAILED {e}")
             continue
+        if "rtl" not in r:  # the sources this result was synthesized from
+            r["rtl"] = rtl_version(p.files)
+            (ROOT / BUILD / "cache" / p.key / "result.json").write_text(json.dumps(r, indent=1))
+        row.setdefault("rtl", r["rtl"])
         row.update({f"{arch}_{k}": r[k] for k in ("lut", "ff", "carry", "dsp", "lutram", "muxf",
                                                   "synth_s")})
         row[f"{arch}_luts"], row[f"{arch}_bram"] = luts(r), bram36(r)
@@ -534,7 +538,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="serial-engine foldings instead of SERIAL_FOLDS, e.g. 8x8")
     ap.add_argument("--targets", nargs="*", type=int, default=None,
                     help="planner targets (cycles/image) instead of DATAFLOW_TARGETS")
+    ap.add_argument("--cached", action="store_true",
+                    help="report the cached builds only (no synthesis; sources may have moved on "
+                    "since: the rtl column says what each was built from)")
     args = ap.parse_args(argv)
+    if args.cached:
+        from . import flow
+        flow.CACHED_ONLY = True
     t0 = time.monotonic()
     folds = [tuple(int(v) for v in f.split("x")) for f in args.serial] if args.serial else None
     rows = []

@@ -255,7 +255,8 @@ def synthesize(p: Point, force: bool = False, keep_netlist: bool = False,
     d = BUILD / "cache" / p.key
     (ROOT / d).mkdir(parents=True, exist_ok=True)
     stat_path = str(d / "stat.json")
-    net_path = str(d / "netlist.json") if (keep_netlist or p.arch == "ice40") else None
+    # the netlist of a placeable arch is kept: fmax() reads its ports without re-synthesizing
+    net_path = str(d / "netlist.json") if (keep_netlist or p.arch in PNR) else None
     script = yosys_script(p, stat_path, net_path)
     digest = _hash_inputs(script, p.files + _extra_inputs(p))
     done = ROOT / d / "result.json"

@@ -2,7 +2,7 @@
 
 pytest sweeps the geometry and the element type: 2x2 stride 2 on codes (the main case), odd
 image sizes with a remainder row and column on signed accumulators, overlapping 3x3 stride 2,
-3x3 stride 3, 2x2 stride 1 (overlap by one), a single output column (flip-flop line store),
+3x3 stride 3, a single output column (flip-flop line store),
 1x1 (identity), stride larger than the kernel; the RAM line store forced off on a set that
 would use it. Each run streams whole images back to back and compares every pooled pixel:
 random images over phases of input bubbles and output back-pressure; directed images (all
@@ -102,7 +102,6 @@ _SETS = [  # (Bits, Channels, InH, InW, Kernel, Stride, Signed)
     (16, 2, 7, 9, 2, 2, 1),   # remainder row and column, signed accumulators
     (5, 2, 9, 8, 3, 2, 1),    # overlapping 3x3 stride 2
     (4, 1, 6, 7, 3, 3, 0),    # 3x3 stride 3
-    (4, 2, 5, 4, 2, 1, 0),    # 2x2 stride 1
     (6, 1, 3, 3, 2, 2, 1),    # one output column: flip-flop line store (write-first)
     (3, 2, 4, 5, 1, 1, 0),    # 1x1: identity
     (4, 2, 9, 10, 2, 3, 1),   # stride > kernel
@@ -110,7 +109,7 @@ _SETS = [  # (Bits, Channels, InH, InW, Kernel, Stride, Signed)
 SWEEP = [dict(zip(("Bits", "Channels", "InH", "InW", "Kernel", "Stride", "Signed"), s))
          for s in _SETS] + [dict(Bits=8, Channels=2, InH=6, InW=8, Kernel=2, Stride=2,
                                  Signed=1, UseRam=0)]
-VERILATOR_SETS = [2, 5]
+VERILATOR_SETS = [2, 4]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

@@ -1,7 +1,7 @@
 """sliding_window (rtl/sliding_window.sv) against golden.ops.im2col on Icarus and Verilator.
 
 pytest sweeps the geometry: 3x3 pad 1 stride 1 (the main case), 3x3 stride 2, 1x1, 5x5 pad 2,
-pad 0 with one channel, a 1x1 image, a tiny image with the largest pad, stride larger than
+a 1x1 image, a tiny image with the largest pad, stride larger than
 the kernel, a 7x7 kernel, a one-row image; Channels 1 and > 1. Each run streams whole images
 back to back (no gap, no reset between them) and checks every window against the im2col row of
 its output pixel, in raster order: random images over phases of random input bubbles and
@@ -123,7 +123,6 @@ _GEOMETRY = [  # (Bits, Channels, InH, InW, Kernel, Stride, Pad)
     (4, 2, 9, 8, 3, 2, 1),   # 3x3 stride 2 (remainder row/column)
     (8, 4, 4, 5, 1, 1, 0),   # 1x1
     (3, 2, 8, 7, 5, 1, 2),   # 5x5 pad 2
-    (4, 1, 6, 7, 3, 1, 0),   # pad 0, one channel
     (2, 1, 1, 1, 1, 1, 0),   # 1x1 image
     (4, 2, 2, 3, 3, 1, 2),   # tiny image, pad K-1
     (4, 1, 10, 9, 2, 3, 0),  # stride > kernel
@@ -132,7 +131,7 @@ _GEOMETRY = [  # (Bits, Channels, InH, InW, Kernel, Stride, Pad)
 ]
 SWEEP = [dict(zip(("Bits", "Channels", "InH", "InW", "Kernel", "Stride", "Pad"), g))
          for g in _GEOMETRY]
-VERILATOR_SETS = [0, 6]
+VERILATOR_SETS = [0, 5]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

@@ -1,9 +1,9 @@
 """stream_fifo (rtl/stream_fifo.sv) on Icarus and Verilator; the oracle is the identity: every
 accepted payload comes out exactly once, unchanged, in order.
 
-pytest sweeps the depth classes (1, 2, a small non-power-of-two flip-flop FIFO, the largest
-default flip-flop FIFO, RAM-backed FIFOs of power-of-two and odd depth, the RAM path forced at
-depths 1 and 2) and the simulators. Each run executes: random payloads over phases of random
+pytest sweeps the depth classes (1, 2, the largest default flip-flop FIFO, a RAM-backed FIFO of
+odd depth, the RAM path forced at depths 1 and 2, a payload wider than one ram_sdp word) and
+the simulators. Each run executes: random payloads over phases of random
 bubbles and back-pressure; fill to full with the output stalled, then drain to empty; sustained
 push and pop at full and at empty; full throughput (II=1 for Depth >= 2); the registered
 handshake (toggling out_ready_i / in_valid_i between edges does not change in_ready_o /
@@ -111,12 +111,13 @@ async def random_stream(dut):
     """Random payloads over phases of random bubbles and back-pressure."""
     env, p = _env(dut, "random", 0.3, 0.3)
     checker = await _start(dut, env, p["Depth"])
+    n = N_RANDOM if p["Width"] <= 256 else N_RANDOM // 4  # wide payloads: slow to simulate
     for _ in range(PHASES):
         env.set_pressure(env.rng.choice([0.0, 0.2, 0.6]), env.rng.choice([0.0, 0.2, 0.6, 0.9]))
-        for _ in range(N_RANDOM // PHASES):
+        for _ in range(n // PHASES):
             _send(env, env.rng.getrandbits(p["Width"]))
         await env.drain()
-    assert env.sb.matched == N_RANDOM, f"matched {env.sb.matched} of {N_RANDOM} beats"
+    assert env.sb.matched == n // PHASES * PHASES, f"matched {env.sb.matched} of {n} beats"
     checker.result(env.seed)
 
 
@@ -244,18 +245,17 @@ async def reset_mid_stream(dut):
     checker.result(env.seed)
 
 
-# Depth classes: 1 and 2 (flip-flops); 5 (flip-flops, odd); 16 x 8 (largest default
-# flip-flop FIFO); 8 x 40 (RAM by size); 37 x 9 (RAM, odd depth, pointer wrap); the RAM path
+# Depth classes: 1 and 2 (flip-flops); 16 x 3 (largest default flip-flop FIFO); 37 x 9 (RAM,
+# odd depth, pointer wrap); the RAM path
 # forced at depths 1 and 2 (prefetch buffer larger than the RAM); a payload wider than one
 # ram_sdp word (two RAM slices).
 SWEEP = [
-    dict(Width=8, Depth=1), dict(Width=8, Depth=2), dict(Width=3, Depth=5),
-    dict(Width=8, Depth=16), dict(Width=40, Depth=8), dict(Width=9, Depth=37),
-    dict(Width=7, Depth=1, UseRam=1), dict(Width=7, Depth=2, UseRam=1),
+    dict(Width=8, Depth=1), dict(Width=8, Depth=2), dict(Width=3, Depth=16),
+    dict(Width=9, Depth=37), dict(Width=7, Depth=1, UseRam=1), dict(Width=7, Depth=2, UseRam=1),
     dict(Width=4100, Depth=4, UseRam=1),
 ]
 
-VERILATOR_SETS = [1, 5]
+VERILATOR_SETS = [1, 3]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

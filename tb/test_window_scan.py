@@ -4,7 +4,7 @@ sliding_window and maxpool_stream) on Icarus and Verilator.
 The oracle is a direct Python enumeration: position i of a map (i counted from the reset,
 wrapping at Rows*Cols) is x = i % Cols, y = (i // Cols) % Rows, and the window flags come from
 golden.ops.conv_out_size: col_end iff x = Kernel-1 + ox*Stride for some ox < OutW (and the same
-for y). Each run steps through three whole maps with random idle cycles (step_i low: nothing
+for y). Each run steps through two whole maps with random idle cycles (step_i low: nothing
 may change), checks every output at every cycle, then resets in the middle of a map and checks
 that the scan restarts at (0, 0)."""
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def _check(dut, p: dict, i: int, seed: int, what: str) -> None:
 
 @cocotb.test()
 async def scan_and_reset(dut):
-    """Three maps with random idle cycles, then a reset in mid-map and one more map."""
+    """Two maps and part of a third with random idle cycles, then a reset in mid-map and one more map."""
     p = tb_params()
     rng, seed = tb_rng("scan")
     cocotb.start_soon(Clock(dut.clk_i, 10, unit="ns").start())
@@ -52,7 +52,7 @@ async def scan_and_reset(dut):
     dut.rst_ni.value = 1
     n = p["Cols"] * p["Rows"]
     i = 0
-    for phase, total in (("before reset", 3 * n + rng.randrange(n)), ("after reset", n + 1)):
+    for phase, total in (("before reset", 2 * n + rng.randrange(n)), ("after reset", n + 1)):
         while i < total:
             await _check(dut, p, i, seed, phase)
             step = rng.random() < 0.7
@@ -68,8 +68,8 @@ async def scan_and_reset(dut):
 
 
 SWEEP = [dict(Cols=c, Rows=r, Kernel=k, Stride=s) for (c, r, k, s) in
-         [(7, 5, 3, 1), (9, 8, 3, 2), (1, 1, 1, 1), (10, 9, 2, 3), (8, 11, 7, 2), (5, 4, 1, 4)]]
-VERILATOR_SETS = [1]
+         [(7, 5, 3, 1), (1, 1, 1, 1), (10, 9, 2, 3), (8, 11, 7, 2), (5, 4, 1, 4)]]
+VERILATOR_SETS = [2]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

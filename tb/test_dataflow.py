@@ -10,7 +10,10 @@ images), each with a folding whose Pe x Simd divide neither N nor Cout somewhere
   on the logits, a reset in the middle of an image, then the rest; every logit vector and class
   compared in order with golden.model.run / golden.ops.argmax (the only oracle);
 * ``dataflow_sim``: no bubbles, output always ready: per image class and bit-exactness, the
-  steady-state cycles per image (spacing of the logits beats) and the first image's latency.
+  steady-state cycles per image (spacing of the logits beats) and the first image's latency;
+* ``dataflow_layers`` (diagnosis): every tensor stream between two units compared pixel by pixel
+  with golden's tensor of the same name;
+* ``dataflow_progress``: results out of a fixed cycle budget (the shortcut-FIFO deadlock check).
 """
 from __future__ import annotations
 
@@ -173,6 +176,61 @@ async def dataflow_sim(dut):
 
 
 @cocotb.test()
+async def dataflow_layers(dut):
+    """Diagnosis: images back to back; every tensor stream between two units (s_<layer>) is
+    watched and each pixel compared with golden's tensor of the same name (first difference
+    per tensor)."""
+    model, images, opts, plan = _setup()
+    await _start(dut, ready=1)
+    want = {}
+    for im in images:
+        vals = run_golden(model, im)
+        for t, v in vals.items():
+            want.setdefault(t, []).extend(v.reshape(-1, v.shape[-1]).tolist())
+    got: dict[str, list] = {}
+    names = {t: "s_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in t)
+             for t in want}
+    handles = {t: n for t, n in names.items() if hasattr(dut, n + "_valid")}
+
+    async def watch(t: str, n: str) -> None:
+        tt = model.types[t] if t != "input" else None
+        bits = tt.bits if tt else model.input_bits
+        signed = tt is not None and tt.kind == "acc"
+        c = len(want[t][0])
+        v, r, d = getattr(dut, n + "_valid"), getattr(dut, n + "_ready"), getattr(dut, n + "_data")
+        while True:
+            await RisingEdge(dut.clk_i)
+            if str(v.value) == "1" and str(r.value) == "1":
+                got.setdefault(t, []).append(unpack(int(d.value), c, bits, signed))
+
+    for t, n in handles.items():
+        cocotb.start_soon(watch(t, n))
+    for im in images:
+        for px in _pixels(im, model.input_bits):
+            dut.in_data_i.value = px
+            dut.in_valid_i.value = 1
+            while True:
+                await RisingEdge(dut.clk_i)
+                if str(dut.in_ready_o.value) == "1":
+                    break
+    dut.in_valid_i.value = 0
+    for _ in range(20 * plan["expected_cycles"] + 2000):
+        await RisingEdge(dut.clk_i)
+    bad = []
+    for t in handles:
+        g, w = got.get(t, []), want[t]
+        diff = [i for i, (a, b) in enumerate(zip(g, w)) if a != b]
+        msg = f"{t}: {len(g)} of {len(w)} pixels" + (
+            f", first difference at pixel {diff[0]}: rtl {g[diff[0]]} golden {w[diff[0]]}"
+            if diff else (" ok" if len(g) == len(w) else " (count differs)"))
+        print(msg)
+        if diff or len(g) != len(w):
+            bad.append(msg)
+    Path(os.environ["DATAFLOW_RESULT"]).write_text(json.dumps({"bad": bad}))
+    assert not bad, bad[0]
+
+
+@cocotb.test()
 async def dataflow_progress(dut):
     """Images back to back for a fixed number of cycles with random back-pressure on the
     logits; records how many results came out (no assertion: the pytest side compares a build
@@ -238,6 +296,9 @@ def test_dataflow_random(conf: tuple) -> None:
     res = run_dataflow(d, gen, top, images, sim, "dataflow_sim", tag="rate")
     assert res["bit_exact"] == RANDOM_IMAGES
     _check_rate(res, expected_cycles_per_image(model, fold), tag)
+    if sim == "icarus":  # every tensor stream between two units, pixel by pixel
+        res = run_dataflow(d, gen, top, images[:2], sim, "dataflow_layers", tag="layers")
+        assert res["bad"] == []
 
 
 @pytest.mark.parametrize("conf", DIGITS_CONFIGS, ids=lambda c: f"{c[0]}-{c[1]}x{c[2]}")

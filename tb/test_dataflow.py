@@ -76,6 +76,19 @@ async def _start(dut, ready: int) -> None:
     dut.rst_ni.value = 1
 
 
+async def _drive_images(dut, images: np.ndarray, in_bits: int) -> None:
+    """Every pixel of ``images`` back to back, no bubble (valid held until ready)."""
+    for im in images:
+        for px in _pixels(im, in_bits):
+            dut.in_data_i.value = px
+            dut.in_valid_i.value = 1
+            while True:
+                await RisingEdge(dut.clk_i)
+                if str(dut.in_ready_o.value) == "1":
+                    break
+    dut.in_valid_i.value = 0
+
+
 @cocotb.test()
 async def dataflow_stream(dut):
     """Images back to back, bubbles in, back-pressure out, a reset in mid-image."""
@@ -126,15 +139,7 @@ async def dataflow_sim(dut):
     async def drive() -> None:
         nonlocal start_cycle
         start_cycle = cycle
-        for im in images:
-            for px in _pixels(im, model.input_bits):
-                dut.in_data_i.value = px
-                dut.in_valid_i.value = 1
-                while True:
-                    await RisingEdge(dut.clk_i)
-                    if str(dut.in_ready_o.value) == "1":
-                        break
-        dut.in_valid_i.value = 0
+        await _drive_images(dut, images, model.input_bits)
 
     async def count() -> None:
         nonlocal cycle
@@ -205,15 +210,7 @@ async def dataflow_layers(dut):
 
     for t, n in handles.items():
         cocotb.start_soon(watch(t, n))
-    for im in images:
-        for px in _pixels(im, model.input_bits):
-            dut.in_data_i.value = px
-            dut.in_valid_i.value = 1
-            while True:
-                await RisingEdge(dut.clk_i)
-                if str(dut.in_ready_o.value) == "1":
-                    break
-    dut.in_valid_i.value = 0
+    await _drive_images(dut, images, model.input_bits)
     for _ in range(20 * plan["expected_cycles"] + 2000):
         await RisingEdge(dut.clk_i)
     bad = []

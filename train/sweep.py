@@ -192,7 +192,8 @@ def comparisons(r: dict[str, Any]) -> list[str]:
         sh = _accs(r, "shift", bits)
         out.append(f"- {bits}/{bits}: Gaussian threshold minus calibrated shift: "
                    f"{compare(_accs(r, 'threshold', bits), sh)}; uniform-weight threshold "
-                   f"minus shift: {compare(_accs(r, 'threshold, uniform weights', bits), sh)}")
+                   f"minus shift: {compare(_accs(r, 'threshold, uniform weights', bits), sh)}; "
+                   f"uniform levels + weights minus shift: {compare(_accs(r, uni, bits), sh)}")
     return out
 
 

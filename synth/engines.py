@@ -216,13 +216,15 @@ def meas_rev() -> str:
 
 
 def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
-              log: Any = print) -> dict[str, Any]:
+              log: Any = print, archs: Sequence[str] | None = None) -> dict[str, Any]:
     """Synthesize build ``b`` on every family (and place and route for Fmax); fill its row."""
     row = {k: v for k, v in b.items() if k not in ("point", "estimate")}
     if "error" in b:
         log(f"engine {b['engine']} {b['model']} {b['folding']}: not built: {b['error']}")
         return row
     for arch, dev in sorted(FAMILIES, key=lambda f: RUN_ORDER.index(f[0])):
+        if archs and arch not in archs:
+            continue
         try:
             p = b["point"](arch)
         except (ValueError, OSError, NotImplementedError) as e:
@@ -538,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="serial-engine foldings instead of SERIAL_FOLDS, e.g. 8x8")
     ap.add_argument("--targets", nargs="*", type=int, default=None,
                     help="planner targets (cycles/image) instead of DATAFLOW_TARGETS")
+    ap.add_argument("--archs", nargs="*", default=None, help="families to run (default all)")
     ap.add_argument("--cached", action="store_true",
                     help="report the cached builds only (no synthesis; sources may have moved on "
                     "since: the rtl column says what each was built from)")
@@ -550,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for b in builds(args.models, args.engines, folds, args.targets):
         rows.append(run_build(b, force=args.force, with_fmax=not args.no_fmax,
-                              log=lambda s: print(s, flush=True)))
+                              log=lambda s: print(s, flush=True), archs=args.archs))
     if args.no_docs:
         return 0
     docs = ROOT / "docs"

@@ -484,6 +484,11 @@ def replace_section(text: str, body: str) -> str:
     if BEGIN in text and END in text:
         i, j = text.index(BEGIN), text.index(END) + len(END)
         return text[:i] + body + text[j:]
+    old = "## Whole-network engine\n"  # the note an older `make synth` wrote: replaced
+    if old in text:
+        i = text.index(old)
+        j = text.find("\n## ", i + len(old))
+        return text[:i] + body + "\n" + (text[j + 1:] if j >= 0 else "")
     anchor = "## Fmax"
     if anchor in text:
         i = text.index(anchor)

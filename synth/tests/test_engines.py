@@ -50,6 +50,9 @@ def test_section_reports_failures_and_splices(tmp_path):
     assert once.index(BEGIN) < once.index("## Fmax") and "## A" in once
     again = replace_section(once, BEGIN + "\nnew\n" + END)
     assert "\nnew\n" in again and "not built" not in again and again.count(BEGIN) == 1
+    legacy = "# T\n\n## Whole-network engine\n\nold note\n\n## Fmax (x)\n\nrest\n"
+    got = replace_section(legacy, body)
+    assert "old note" not in got and got.index(BEGIN) < got.index("## Fmax (x)")
     p = tmp_path / "e.csv"
     write_csv(rows, p)
     got = list(csv.DictReader(p.open()))

@@ -154,16 +154,15 @@ module threshold_quant #(
   /// Content of a threshold word that was never written (no InitFile): the largest value.
   localparam logic [AccWidth-1:0] BlankThr = {1'b0, {(AccWidth - 1){1'b1}}};
   localparam logic [AccWidth-1:0] Msb      = {1'b1, {(AccWidth - 1){1'b0}}};
-  /// Writable tables store T ^ Enc: without InitFile T ^ BlankThr, so that a blank (all-zero)
-  /// word is BlankThr; with one, T as the file has it.
+  /// The stage memories of the writable binary search store T ^ Enc: without InitFile
+  /// T ^ BlankThr, so that a blank (all-zero) word is BlankThr; with one, T as the file has it.
   localparam logic [AccWidth-1:0] Enc      = (InitFile != "") ? '0 : BlankThr;
 
-  // x >= T for a stored word w = T ^ Enc: (x ^ Msb) + ~(T ^ Msb) + 1 carries out, and
-  // ~(T ^ Msb) = T ^ BlankThr = w when Enc = BlankThr, so the carry chain needs no inverter.
+  // x >= T for a stored word w = T ^ Enc, as the unsigned (x ^ Msb) >= (T ^ Msb), where
+  // ~(T ^ Msb) = T ^ BlankThr = w when Enc = BlankThr: the iCE40 carry chain (x + ~T + 1) then
+  // needs no inverter, and Xilinx maps the compare with 3 bits per LUT (cmp2lcu).
   function automatic logic ge_word(logic [AccWidth-1:0] x, logic [AccWidth-1:0] w);
-    logic [AccWidth:0] sum;
-    sum = {1'b0, x ^ Msb} + {1'b0, w ^ Enc ^ BlankThr} + (AccWidth + 1)'(1);
-    return sum[AccWidth];
+    return (x ^ Msb) >= ~(w ^ Enc ^ BlankThr);
   endfunction
 
   logic                 cfg_ok;
@@ -386,7 +385,7 @@ module threshold_quant #(
       initial $readmemh(InitFile, thr_q);
     end else begin : gen_blank
       initial begin
-        for (int j = 0; j < Words; j++) thr_q[j] = '0;  // T = BlankThr (Enc)
+        for (int j = 0; j < Words; j++) thr_q[j] = BlankThr;
       end
     end
 
@@ -394,7 +393,7 @@ module threshold_quant #(
       logic [AddrWidth-1:0] cfg_addr;
       assign cfg_addr = AddrWidth'(32'(cfg_chan_i) * 32'(NumThr) + 32'(cfg_idx_i));
       always_ff @(posedge clk_i) begin
-        if (cfg_we_i && cfg_ok) thr_q[cfg_addr] <= cfg_thr_i ^ Enc;
+        if (cfg_we_i && cfg_ok) thr_q[cfg_addr] <= cfg_thr_i;
       end
     end else begin : gen_rom
       // The write port exists for a uniform interface; a ROM ignores it.
@@ -479,7 +478,7 @@ module threshold_quant #(
             logic [AddrWidth-1:0] addr;
             assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
             assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                           : ge_word(x, thr_q[addr]);
+                                           : ($signed(x) >= $signed(thr_q[addr]));
           end
           always_comb begin
             count = '0;
@@ -498,7 +497,7 @@ module threshold_quant #(
           assign k      = prefix | Probe;
           assign addr   = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k) - 32'd1) : '0;
           assign ge     = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                            : ge_word(x, thr_q[addr]);
+                                            : ($signed(x) >= $signed(thr_q[addr]));
           assign code_d[s][l*ABits +: ABits] = (chan_ok && ge) ? k : prefix;
         end
       end

@@ -259,6 +259,8 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
                 f = fmax(p, force=force)
                 row[f"{arch}_fmax"] = f["fmax_mhz"]
                 row[f"{arch}_pnr_cells"] = f["lc_used"]
+                row[f"{arch}_crit"] = critical_path(ROOT / BUILD / "cache" / p.key /
+                                                    "nextpnr.log")
                 log(f"  Fmax {arch}: {f['fmax_mhz']} MHz ({f['lc_used']} cells placed)")
             except SynthError as e:
                 row[f"{arch}_fmax_error"] = _pnr_reason(str(e))
@@ -289,6 +291,41 @@ def rtl_version(files: Sequence[str]) -> str:
     return head + ("+" + ",".join(changed) if changed else "")
 
 
+def critical_path(log_path: Path) -> str:
+    """Summary of the first critical-path report of a nextpnr log: logic levels, logic and
+    routing delay, and the cell type most named along it ('' when there is none)."""
+    try:
+        lines = log_path.read_text().splitlines()
+    except OSError:
+        return ""
+    start = next((i for i, ln in enumerate(lines) if "Critical path report for clock" in ln),
+                 None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start + 1, len(lines))
+                if "Critical path report" in lines[i] or "Max frequency" in lines[i]),
+               len(lines))
+    logic = routing = 0.0
+    levels = 0
+    counts: dict[str, int] = {}
+    for ln in lines[start:end]:
+        f = ln.split()
+        if len(f) >= 3 and f[1] in ("logic", "routing"):
+            try:
+                d = float(f[2])
+            except ValueError:
+                continue
+            if f[1] == "logic":
+                logic, levels = logic + d, levels + 1
+            else:
+                routing += d
+        for cell in ("CCU2C", "MULT18X18D", "LUT4", "DP16KD", "SB_CARRY", "SB_LUT4", "SB_MAC16"):
+            counts[cell] = counts.get(cell, 0) + ln.count(cell)
+    top = max(counts, key=counts.get) if counts else "-"
+    return (f"{levels} logic levels, {logic:.1f} ns logic + {routing:.1f} ns routing, "
+            f"mostly {top}")
+
+
 def _pnr_reason(msg: str) -> str:
     """One line of a failed place and route (e.g. the design does not fit the device)."""
     for ln in msg.splitlines():
@@ -302,7 +339,7 @@ CSV_COLS = ("engine", "model", "folding", "rtl", "lanes", "macs", "cycles", "cyc
                 "luts", "lut", "ff", "carry", "lutram", "muxf", "bram", "dsp", "fits", "est_lut",
                 "est_bram", "est_dsp", "synth_s", "error")),
             *(f"{a}_{k}" for a in FMAX_ARCHS for k in ("fmax", "pnr_cells", "fmax_error", "ips",
-                                                       "ips_per_klut")),
+                                                       "ips_per_klut", "crit")),
             "error")
 BEGIN, END = "<!-- engines:begin -->", "<!-- engines:end -->"
 
@@ -405,6 +442,11 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
                              f"{r[f'{a}_fmax_error']}")
     if notes:
         md += ["Did not fit / failed:", "", *notes, ""]
+    crit = [f"- {r['engine']} {r['model']} {str(r['folding']).split(':')[0]} on {a}: "
+            f"{r[f'{a}_crit']}" for r in rows for a in FMAX_ARCHS if r.get(f"{a}_crit")]
+    if crit:
+        md += ["Critical path of each placed build (nextpnr's first report; the flattened "
+               "netlist's names do not name the unit):", "", *crit, ""]
     if (ROOT / "docs" / "img" / "engine_pareto.png").is_file():
         md += ["![engine Pareto](img/engine_pareto.png)", ""]
     md += planner_section(rows, ROOT / "docs" / "data" / "synth.csv")

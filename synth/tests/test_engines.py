@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 
-from synth.engines import BEGIN, END, bram36, fits, replace_section, section, write_csv
+from synth.engines import (BEGIN, END, bram36, critical_path, fits, replace_section, section,
+                           write_csv)
 from synth.flow import RESOURCES
 from synth.report import merge_csv
 
@@ -68,3 +69,22 @@ def test_merge_csv_replaces_same_point(tmp_path):
     assert merge_csv([a2], p) == 2
     rows = {r["params"]: r["lut"] for r in csv.DictReader(p.open())}
     assert rows == {"X=1": "9", "X=2": "7"}
+
+
+def test_critical_path_summary(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Max frequency for clock 'clk': 20.0 MHz\n"
+                   "Info: Critical path report for clock 'clk' (posedge -> posedge):\n"
+                   "Info:      type curr  total name\n"
+                   "Info:   clk-to-q  0.52  0.52 Source a.Q\n"
+                   "Info:    routing  1.00  1.52 Net x\n"
+                   "Info:                          Sink c_CCU2C.A0\n"
+                   "Info:      logic  0.45  1.97 Source c_CCU2C.COUT\n"
+                   "Info:    routing  0.50  2.47 Net y\n"
+                   "Info:      logic  0.30  2.77 Source d_LUT4.Z\n"
+                   "Info:                          Sink e_CCU2C.B0\n"
+                   "Info: Critical path report for cross-domain path '<async>':\n"
+                   "Info:      logic  9.00  9.00 Source z_LUT4.Z\n")
+    assert critical_path(log) == ("2 logic levels, 0.8 ns logic + 1.5 ns routing, "
+                                  "mostly CCU2C")
+    assert critical_path(tmp_path / "missing.log") == ""

@@ -539,33 +539,50 @@ def replace_section(text: str, body: str) -> str:
 
 
 def plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
-    """Images per second at Fmax against LUTs, one series per engine and model, per family."""
+    """Throughput against LUTs, one series per engine and model: left, images per second per
+    MHz of clock (1e6 / cycles per image) against the LUTs of each family synthesized; right,
+    images per second at the measured Fmax (placed builds only)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
-    for ax, arch, label in ((axes[0], "ecp5", "ECP5 LFE5U-25F"), (axes[1], "up5k", "iCE40 UP5K")):
-        series: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
-        for r in rows:
-            if r.get(f"{arch}_ips"):
-                series.setdefault((r["engine"], r["model"]), []).append(
-                    (float(r[f"{arch}_luts"]), float(r[f"{arch}_ips"]), str(r["folding"])))
-        for i, ((eng, mdl), pts) in enumerate(sorted(series.items())):
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts],
-                    ("o-" if eng == "serial" else "s--"), color=f"C{i}", label=f"{eng}, {mdl}")
-            for x, y, f in pts:
-                ax.annotate(f.split(":")[0], (x, y), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xlabel("LUTs" + (" (LUT4 + 2/CCU2C)" if arch == "ecp5" else " (SB_LUT4)"))
-        ax.set_ylabel("images / s at Fmax")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    marks = {"xilinx": "^", "up5k": "s", "ecp5": "o"}
+    for ax, at_fmax in ((axes[0], False), (axes[1], True)):
+        i = 0
+        for eng in ("serial", "dataflow"):
+            for mdl in sorted({str(r["model"]) for r in rows}):
+                for arch, mk in marks.items():
+                    pts = []
+                    for r in rows:
+                        if r["engine"] != eng or str(r["model"]) != mdl or not r.get("cycles"):
+                            continue
+                        if r.get(f"{arch}_luts") in (None, ""):
+                            continue
+                        y = (float(r[f"{arch}_ips"]) if r.get(f"{arch}_ips") else None) \
+                            if at_fmax else 1e6 / float(r["cycles"])
+                        if y:
+                            pts.append((float(r[f"{arch}_luts"]), y,
+                                        str(r["folding"]).split(":")[0]))
+                    if not pts:
+                        continue
+                    pts.sort()
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], mk + ("-" if eng ==
+                            "serial" else "--"), color=f"C{i % 10}",
+                            label=f"{eng}, {mdl}, {arch}")
+                    i += 1
+                    for x, y, f in pts:
+                        ax.annotate(f, (x, y), fontsize=7, xytext=(3, 3),
+                                    textcoords="offset points")
+        ax.set_xlabel("LUTs (Xilinx LUT6, UP5K SB_LUT4, ECP5 LUT4 + 2/CCU2C)")
+        ax.set_ylabel("images / s at Fmax" if at_fmax else "images / s per MHz")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(label)
-        if series:
-            ax.legend(fontsize=8)
+        ax.set_title("at the nextpnr Fmax (placed builds)" if at_fmax else
+                     "per MHz of clock (1e6 / cycles per image)")
+        if i:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

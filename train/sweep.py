@@ -265,9 +265,9 @@ def write_markdown() -> None:
               "does *not* beat those single-seed figures for the seed's threshold rows (the",
               "previous fine-tuning lr was picked on the digits test split, so they are",
               "optimistic, but the gap is larger than that): its gain there is the uniform-level",
-              "rows. On mnist5k (partial: seed 0, and seed 1 for FP32 and the uniform-level",
-              "rows) the current recipe is ahead of the previous single seed: FP32 97.60% (both",
-              "seeds) vs 96.10%, seed-method 3/3 threshold 96.30% vs 93.40% (seed 0); the",
+              "rows. On mnist5k (partial: seeds 0 and 1, 9 of the 25 rows) the current recipe is",
+              "ahead of the previous single seed: FP32 97.60% (both seeds) vs 96.10%,",
+              "seed-method 3/3 threshold 96.25% (2 seeds) vs 93.40%; the",
               "uniform-level rows average 96.9-97.4% over 2 seeds, below the Brevitas reference",
               "(98.20 / 98.20 / 97.78 / 97.44% at 8/4/3/2 bits, 5 seeds).", ""]
     path = DOCS / "results.md"

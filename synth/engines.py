@@ -392,7 +392,8 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
         res = []
         for a, _ in FAMILIES:
             if r.get(f"{a}_luts") in (None, ""):
-                res.append("failed" if r.get(f"{a}_error") else "-")
+                err = str(r.get(f"{a}_error") or "")
+                res.append("not run" if "not in the cache" in err else "failed" if err else "-")
             else:
                 res.append(f"{r[f'{a}_luts']} / {r[f'{a}_ff']} / {_f(r[f'{a}_bram'], '{:g}')} / "
                            f"{r[f'{a}_dsp']}")
@@ -427,14 +428,17 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
           "(20,800 LUT, 50 BRAM36, 90 DSP), iCE40 UP5K (5,280 LC, 30 EBR, 8 DSP) and ECP5 "
           "LFE5U-25F (24,288 LUT, 56 EBR, 28 MULT18). All rows in "
           "[data/engines.csv](data/engines.csv), whose `rtl` column gives the commit each "
-          "build was synthesized from (and the rtl/ files then uncommitted).", "",
+          "build was synthesized from (and the rtl/ files then uncommitted). `not run`: not "
+          "synthesized yet (`make synth-engines` builds it; each engine build takes 2-15 "
+          "minutes of Yosys per family here).", "",
           md_table(head, tab), ""]
     notes = []
     for r in rows:
         for a, _ in FAMILIES:
             for k in ("error", "fits"):
                 v = str(r.get(f"{a}_{k}", ""))
-                if (k == "error" and v) or (k == "fits" and v.startswith("no")):
+                if (k == "error" and v and "not in the cache" not in v) or (
+                        k == "fits" and v.startswith("no")):
                     notes.append(f"- {r['engine']} {r['model']} {r['folding']} on {a}: {v}")
         for a in FMAX_ARCHS:
             if r.get(f"{a}_fmax_error"):

@@ -158,8 +158,15 @@ module nuq_engine #(
   localparam int TabAw      = (TabDepth > 1) ? $clog2(TabDepth) : 1;
   localparam int BiasAw     = (BiasDepth > 1) ? $clog2(BiasDepth) : 1;
   // Without a threshold image (lint, no threshold layer) the table is writable and stays unused.
+  // With the binary search the thresholds are written once after reset from a ROM (ram_sdp,
+  // ThrFile) through the write port into threshold_quant's per-stage memories, which map to LUT
+  // RAM / block RAM; a ROM read by every stage at a run-time address would become logic.
   localparam int ThrChanW   = (ThrChannels > 1) ? $clog2(ThrChannels) : 1;
-  localparam int ThrWritable = (ThrFile == "") ? 1 : 0;
+  localparam int ThrBoot    = (BinarySearch == 1 && ThrFile != "") ? 1 : 0;
+  localparam int ThrWritable = (ThrFile == "" || ThrBoot == 1) ? 1 : 0;
+  localparam int NumThr     = (1 << ActBits) - 1;
+  localparam int ThrWords   = ThrChannels * NumThr;
+  localparam int ThrAw      = (ThrWords > 1) ? $clog2(ThrWords) : 1;
   // Descriptor field indices (hwgen.engine_image.FIELDS, same order).
   localparam int FOp = 0, FAct = 1, FActParam = 2, FCodeMax = 3, FThrGroup = 4, FOutH = 5;
   localparam int FOutW = 6, FOutC = 7, FGroups = 8, FRows = 9, FInner = 10, FInH = 11;
@@ -575,6 +582,78 @@ module nuq_engine #(
   assign q_out_data[ActNone]  = '0;
   assign q_out_user[ActNone]  = '0;
 
+  // ---- threshold load after reset (binary search only) ---------------------------------------
+  // One threshold a cycle: ROM word t is read in cycle t and written (channel t / NumThr, index
+  // t mod NumThr, counters) in cycle t + 1. No pass issues a beat before the load is done.
+  logic                thr_we, thr_ready;
+  logic [ThrChanW-1:0] thr_chan;
+  logic [ActBits-1:0]  thr_idx;
+  logic [AccWidth-1:0] thr_val;
+
+  if (ThrBoot == 1) begin : gen_thr_boot
+    logic [ThrAw-1:0]    ld_rd_q;    // ROM word read this cycle
+    logic                ld_last_q;  // ld_rd_q is the last word
+    logic                ld_act_q;   // a read is in progress (ld_rd_q valid)
+    logic                ld_wr_q;    // the word read last cycle is written this cycle
+    logic [ThrChanW-1:0] chan_q, wchan_q;
+    logic [ActBits-1:0]  idx_q, widx_q;
+    logic                done_q;
+
+    ram_sdp #(
+      .Width   (AccWidth),
+      .Depth   (ThrWords),
+      .InitFile(ThrFile)
+    ) u_thr_rom (
+      .clk_i,
+      .we_i   (1'b0),
+      .waddr_i(ThrAw'(0)),
+      .wdata_i(AccWidth'(0)),
+      .re_i   (ld_act_q),
+      .raddr_i(ld_rd_q),
+      .rdata_o(thr_val)
+    );
+
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        ld_rd_q      <= '0;
+        ld_last_q <= (ThrWords == 1);
+        ld_act_q  <= 1'b1;
+        ld_wr_q      <= 1'b0;
+        chan_q    <= '0;
+        idx_q     <= '0;
+        wchan_q   <= '0;
+        widx_q    <= '0;
+        done_q    <= 1'b0;
+      end else begin
+        ld_wr_q    <= ld_act_q;
+        wchan_q <= chan_q;
+        widx_q  <= idx_q;
+        if (ld_wr_q && !ld_act_q) done_q <= 1'b1;
+        if (ld_act_q) begin
+          if (ld_last_q) ld_act_q <= 1'b0;
+          ld_rd_q      <= ld_rd_q + 1'b1;
+          ld_last_q <= (32'(ld_rd_q) + 2 == ThrWords);
+          if (32'(idx_q) == NumThr - 1) begin
+            idx_q  <= '0;
+            chan_q <= chan_q + 1'b1;
+          end else begin
+            idx_q <= idx_q + 1'b1;
+          end
+        end
+      end
+    end
+    assign thr_we    = ld_wr_q;
+    assign thr_chan  = wchan_q;
+    assign thr_idx   = widx_q;
+    assign thr_ready = done_q;
+  end else begin : gen_thr_rom
+    assign thr_we    = 1'b0;
+    assign thr_chan  = '0;
+    assign thr_idx   = '0;
+    assign thr_val   = '0;
+    assign thr_ready = 1'b1;
+  end
+
   threshold_quant #(
     .AccWidth    (AccWidth),
     .ABits       (ActBits),
@@ -583,14 +662,14 @@ module nuq_engine #(
     .UserWidth   (UserWidth),
     .BinarySearch(BinarySearch),
     .Writable    (ThrWritable),
-    .InitFile    (ThrFile)
+    .InitFile    ((ThrBoot == 1) ? "" : ThrFile)
   ) u_thr (
     .clk_i,
     .rst_ni,
-    .cfg_we_i   (1'b0),
-    .cfg_chan_i (ThrChanW'(0)),
-    .cfg_idx_i  (ActBits'(0)),
-    .cfg_thr_i  (AccWidth'(0)),
+    .cfg_we_i   (thr_we),
+    .cfg_chan_i (thr_chan),
+    .cfg_idx_i  (thr_idx),
+    .cfg_thr_i  (thr_val),
     .in_valid_i (q_in_valid[ActThr]),
     .in_ready_o (q_in_ready[ActThr]),
     .in_data_i  (q_in_data),
@@ -793,7 +872,7 @@ module nuq_engine #(
   end
 
   // ---- sequencing ----------------------------------------------------------------------------
-  assign running    = !issued_q;
+  assign running    = !issued_q && thr_ready;
   assign in_ready_o = running && (d_op == OpLoad);
   always_comb begin
     case (d_op)

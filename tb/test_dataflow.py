@@ -33,6 +33,7 @@ from golden import ops
 from golden.model import load_model, run as run_golden, save_model
 from golden.random_model import random_images, random_model
 from hwgen.dataflow import DataflowError, default_folding, expected_cycles_per_image
+from tb.common.engine_tb import image_beats, setup_from_env
 from tb.common.harness import StreamEnv, tb_rng
 from tb.common.runner import ROOT
 from tb.common.stream import pack, unpack
@@ -46,18 +47,7 @@ WARMUP = 2   # images left out of the steady-state interval (pipeline filling)
 
 
 def _setup() -> tuple:
-    model = load_model(os.environ["DATAFLOW_MODEL"])
-    images = np.load(os.environ["DATAFLOW_IMAGES"])
-    opts = json.loads(os.environ.get("DATAFLOW_OPTIONS", "{}"))
-    plan = json.loads(Path(os.environ["DATAFLOW_PLAN"]).read_text())
-    return model, images, opts, plan
-
-
-def _pixels(image: np.ndarray, in_bits: int) -> list[int]:
-    """One beat per pixel, raster order, channel c at [c*InBits +: InBits]."""
-    h, w = image.shape[0], image.shape[1]
-    im = image.reshape(h, w, -1)
-    return [pack(im[y, x], in_bits) for y in range(h) for x in range(w)]
+    return setup_from_env("DATAFLOW")
 
 
 def _golden(model, image: np.ndarray) -> tuple[list[int], int]:
@@ -79,7 +69,7 @@ async def _start(dut, ready: int) -> None:
 async def _drive_images(dut, images: np.ndarray, in_bits: int) -> None:
     """Every pixel of ``images`` back to back, no bubble (valid held until ready)."""
     for im in images:
-        for px in _pixels(im, in_bits):
+        for px in image_beats(im, in_bits):
             dut.in_data_i.value = px
             dut.in_valid_i.value = 1
             while True:
@@ -104,7 +94,7 @@ async def dataflow_stream(dut):
 
     def send(i: int) -> None:
         logits, cls = _golden(model, images[i])
-        for px in _pixels(images[i], model.input_bits):
+        for px in image_beats(images[i], model.input_bits):
             env.driver.append({"px": px})
         env.sb.expect({"logits": pack(logits, lb), "cls": cls}, f"image {i} (class {cls})")
 
@@ -235,7 +225,7 @@ async def dataflow_progress(dut):
     model, images, opts, plan = _setup()
     rng, seed = tb_rng("dataflow_progress")
     await _start(dut, ready=0)
-    beats = [px for im in images for px in _pixels(im, model.input_bits)]
+    beats = [px for im in images for px in image_beats(im, model.input_bits)]
     got = sent = 0
     for _ in range(opts["cycles"]):
         dut.in_valid_i.value = int(sent < len(beats))

@@ -29,6 +29,7 @@ from golden.model import infer, load_model, save_model
 from golden.model import run as run_golden
 from golden.random_model import random_images, random_model
 from hwgen.engine_image import EngineConfig
+from tb.common.engine_tb import image_beats, setup_from_env
 from tb.common.harness import StreamEnv, tb_rng
 from tb.common.runner import ROOT
 from tb.common.stream import pack
@@ -42,18 +43,7 @@ PERIOD_NS = 10
 
 
 def _setup() -> tuple:
-    model = load_model(os.environ["ENGINE_MODEL"])
-    images = np.load(os.environ["ENGINE_IMAGES"])
-    opts = json.loads(os.environ.get("ENGINE_OPTIONS", "{}"))
-    plan = json.loads(Path(os.environ["ENGINE_PLAN"]).read_text())
-    return model, images, opts, plan
-
-
-def _pixels(image: np.ndarray, in_bits: int) -> list[int]:
-    """One beat per pixel, raster order, channel c at [c*InBits +: InBits]."""
-    h, w = image.shape[0], image.shape[1]
-    im = image.reshape(h, w, -1)
-    return [pack(im[y, x], in_bits) for y in range(h) for x in range(w)]
+    return setup_from_env("ENGINE")
 
 
 def _expected(model, image: np.ndarray, acc: int) -> tuple[int, int, list[int]]:
@@ -76,7 +66,7 @@ async def engine_stream(dut):
 
     def send(i: int) -> None:
         want, cls, _ = _expected(model, images[i], acc)
-        for k, px in enumerate(_pixels(images[i], model.input_bits)):
+        for k, px in enumerate(image_beats(images[i], model.input_bits)):
             env.driver.append({"px": px})
         env.sb.expect({"logits": want, "cls": cls}, f"image {i} (class {cls})")
 
@@ -127,7 +117,7 @@ async def engine_sim(dut):
     async def drive() -> None:
         # ready read at RisingEdge is the value the edge sampled
         for im in images:
-            for px in _pixels(im, model.input_bits):
+            for px in image_beats(im, model.input_bits):
                 dut.in_data_i.value = px
                 dut.in_valid_i.value = 1
                 while True:
@@ -193,7 +183,7 @@ async def engine_layers(dut):
     await _start_idle(dut)
 
     async def drive() -> None:
-        for px in _pixels(images[0], model.input_bits):
+        for px in image_beats(images[0], model.input_bits):
             dut.in_data_i.value = px
             dut.in_valid_i.value = 1
             await RisingEdge(dut.clk_i)

@@ -33,7 +33,7 @@ from golden import ops
 from golden.model import load_model, run as run_golden, save_model
 from golden.random_model import random_images, random_model
 from hwgen.dataflow import DataflowError, default_folding, expected_cycles_per_image
-from tb.common.engine_tb import image_beats, setup_from_env
+from tb.common.engine_tb import image_beats, send_with_reset, setup_from_env
 from tb.common.harness import StreamEnv, tb_rng
 from tb.common.runner import ROOT
 from tb.common.stream import pack, unpack
@@ -98,18 +98,7 @@ async def dataflow_stream(dut):
             env.driver.append({"px": px})
         env.sb.expect({"logits": pack(logits, lb), "cls": cls}, f"image {i} (class {cls})")
 
-    for i in range(reset_at):
-        send(i)
-    await env.drain(max_cycles=5_000_000)
-    if 0 < reset_at < n:
-        # reset in the middle of image reset_at (what was inside is lost), then resend it
-        send(reset_at)
-        for _ in range(images[0].size // 2 + 3):
-            await RisingEdge(dut.clk_i)
-        await env.reset()
-        for i in range(reset_at, n):
-            send(i)
-        await env.drain(max_cycles=5_000_000)
+    await send_with_reset(env, dut.clk_i, n, reset_at, send, images[0].size, 5_000_000)
     assert env.monitor.count >= n, f"only {env.monitor.count} of {n} results came out"
     Path(os.environ["DATAFLOW_RESULT"]).write_text(json.dumps(
         {"images": n, "matched": env.sb.matched}))

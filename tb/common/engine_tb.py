@@ -29,3 +29,23 @@ def image_beats(image: np.ndarray, in_bits: int) -> list[int]:
     h, w = image.shape[0], image.shape[1]
     im = image.reshape(h, w, -1)
     return [pack(im[y, x], in_bits) for y in range(h) for x in range(w)]
+
+
+async def send_with_reset(env, clk, n: int, reset_at: int, send, pixels: int,
+                          max_cycles: int) -> None:
+    """Send images 0..n-1 through ``send(i)`` (which queues the beats and the expected result)
+    and drain; with ``0 < reset_at < n``, reset ``env`` in the middle of image ``reset_at``
+    (about half its ``pixels`` in; what was inside is lost), then resend it and the rest."""
+    from cocotb.triggers import RisingEdge
+
+    for i in range(reset_at):
+        send(i)
+    await env.drain(max_cycles=max_cycles)
+    if 0 < reset_at < n:
+        send(reset_at)
+        for _ in range(pixels // 2 + 3):
+            await RisingEdge(clk)
+        await env.reset()
+        for i in range(reset_at, n):
+            send(i)
+        await env.drain(max_cycles=max_cycles)

@@ -227,6 +227,39 @@ def shift_quant(x: np.ndarray, shift: int, a_bits: int, x_bits: int | None = Non
     return np.minimum(np.maximum(x, 0) >> s, (1 << a_bits) - 1)
 
 
+def requantize(x: np.ndarray, m: np.ndarray, n: np.ndarray, a_bits: int,
+               x_bits: int | None = None, m_bits: int = 16, n_bits: int = 6) -> np.ndarray:
+    """Requantizer (seed 002, ``docs/arithmetic.md`` section 10): per channel ``c``
+    ``y = clamp((x * M_c + round) >> n_c, 0, 2^A - 1)`` with ``round = 2^(n_c - 1)`` for
+    ``n_c > 0`` and 0 for ``n_c = 0`` (round half up), ``>>`` the floor shift.
+
+    ``x``: (..., C) signed accumulators (checked against ``x_bits`` when given); ``m``: (C,)
+    unsigned ``m_bits``-bit multipliers; ``n``: (C,) shifts in ``0 .. min(2^n_bits - 1, 62)``.
+    The product needs ``x_bits + m_bits <= 62`` (int64, rounding term included)."""
+    a_bits = check_positive_int("a_bits", a_bits, 1, 16)
+    m_bits = check_positive_int("m_bits", m_bits, 1, 32)
+    n_bits = check_positive_int("n_bits", n_bits, 1, 6)
+    x = check_signed("x", x, x_bits) if x_bits is not None else as_int_array("x", x)
+    if x.ndim < 1:
+        raise ValueError("x: expected at least one (channel) axis")
+    xb = x_bits if x_bits is not None else max(
+        2, int(np.abs(x).max(initial=0)).bit_length() + 1)
+    if xb + m_bits > 62:
+        raise ValueError(f"m_bits: {m_bits} with a {xb}-bit x needs a {xb + m_bits}-bit "
+                         "product, more than 62 bits")
+    m = as_int_array("m", m)
+    check_shape("m", m, (x.shape[-1],))
+    if (m < 0).any():
+        c = int(np.argwhere(m < 0)[0][0])
+        raise ValueError(f"m: multiplier {int(m[c])} of channel {c} is negative (M is unsigned)")
+    check_range("m", m, 0, (1 << m_bits) - 1, f"the {m_bits}-bit unsigned multiplier range")
+    n = as_int_array("n", n)
+    check_shape("n", n, (x.shape[-1],))
+    check_range("n", n, 0, min((1 << n_bits) - 1, 62), f"the {n_bits}-bit shift range")
+    rnd = np.where(n > 0, np.left_shift(1, np.maximum(n - 1, 0)), 0)
+    return np.clip((x * m + rnd) >> n, 0, (1 << a_bits) - 1)
+
+
 def worst_case_shift(fan_in: int, a_in_bits: int, w_bits: int, a_bits: int) -> int:
     """The seed's worst-case shift ``ceil(log2((2^A_in - 1)(2^(W-1) - 1) N_f)) - A``, at least 0:
     the largest possible accumulator maps to at most ``2^A`` before clamping (to the top code

@@ -6,6 +6,7 @@ loops over pixels, channels and taps, Python int arithmetic, no NumPy in the ref
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -624,3 +625,106 @@ def test_acc_width_holds_extremes(n, a_bits, w_bits, bias_bound):
     # and the width is the smallest one that holds both extremes
     top = int(hi[0])
     assert not (-(2 ** (width - 2)) <= -top and top <= 2 ** (width - 2) - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Requantizer (docs/arithmetic.md section 10)
+# --------------------------------------------------------------------------------------------
+
+
+def ref_requant(x: int, m: int, n: int, a_bits: int) -> int:
+    """Independent oracle: ``clamp(floor(x M / 2^n + 1/2), 0, 2^A - 1)`` in exact rationals."""
+    from fractions import Fraction
+
+    return min(max(math.floor(Fraction(x * m, 2**n) + Fraction(1, 2)), 0), 2**a_bits - 1)
+
+
+def rq(xs, m, n, a_bits, **kw):
+    return ops.requantize(arr(xs).reshape(-1, 1), arr([m]), arr([n]), a_bits, **kw).ravel()
+
+
+def test_requantize_hand_example():
+    # A = 2, M = 3, n = 2: x M + 2 = -13, -1, 2, 5, 8, 11, 14, 17; >> 2 = -4, -1, 0, 1, 2, 2, 3, 4
+    assert rq([-5, -1, 0, 1, 2, 3, 4, 5], 3, 2, 2).tolist() == [0, 0, 0, 1, 2, 2, 3, 3]
+
+
+def test_requantize_half_up_not_half_even():
+    # 0.5, 1.5, 2.5, 3.5 -> 1, 2, 3, 4 (half to even would give 0, 2, 2, 4)
+    assert rq([1, 3, 5, 7], 1, 1, 3).tolist() == [1, 2, 3, 4]
+    # just below / at each half: M = 5, n = 3 (0.625 per step): x = 4 -> 2.5 -> 3, x = 3 -> 1.875
+    assert rq([3, 4, 12], 5, 3, 3).tolist() == [2, 3, 7]
+
+
+def test_requantize_shift_zero_no_rounding():
+    assert rq([-3, 0, 1, 2, 7], 2, 0, 2).tolist() == [0, 0, 2, 3, 3]
+    assert rq([5], 1, 0, 4).tolist() == [5]
+
+
+def test_requantize_per_channel():
+    x = arr([[10, 10, 10], [-10, 3, 100]])
+    y = ops.requantize(x, arr([1, 8, 0]), arr([2, 4, 0]), 4)
+    # ch0: (10 + 2) >> 2 = 3, ch1: (80 + 8) >> 4 = 5, ch2: M = 0 -> 0; row 2: 0, (24+8)>>4 = 2, 0
+    assert y.tolist() == [[3, 5, 0], [0, 2, 0]]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 13])
+@pytest.mark.parametrize("m", [1, 3, 7, 255])
+def test_requantize_every_rounding_edge(m, n):
+    """Around every point where x M / 2^n crosses k + 1/2 (the code changes), for k up to the
+    top code and past it: below the edge the code is at most k, at the edge at least k + 1
+    (more when the rate M / 2^n exceeds 1), clamped to the top code."""
+    a_bits = 3
+    for k in range(0, 2**a_bits + 1):
+        # smallest x with x M >= (k + 1/2) 2^n
+        edge = -(-((2 * k + 1) * 2 ** (n - 1)) // m)
+        xs = [edge - 1, edge, edge + 1]
+        got = rq(xs, m, n, a_bits).tolist()
+        assert got == [ref_requant(x, m, n, a_bits) for x in xs]
+        assert got[1] >= min(k + 1, 2**a_bits - 1)
+        assert got[0] <= k
+
+
+def test_requantize_saturation_both_ends():
+    lo, hi = -(2**15), 2**15 - 1
+    assert rq([lo, -1, hi], 2**16 - 1, 0, 4, x_bits=16, m_bits=16).tolist() == [0, 0, 15]
+    assert rq([lo, hi], 1, 62, 4, x_bits=16, m_bits=1).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(m=[-1]), "m: multiplier -1 of channel 0 is negative"),
+    (dict(m=[256], m_bits=8), "m: value 256 at index (0,) is outside the 8-bit unsigned"),
+    (dict(n=[64], n_bits=6), "n: value 64"),
+    (dict(n=[8], n_bits=3), "n: value 8 at index (0,) is outside the 3-bit shift range"),
+    (dict(n=[-1]), "n: value -1"),
+    (dict(m_bits=33), "m_bits: 33 is out of range"),
+    (dict(n_bits=7), "n_bits: 7 is out of range"),
+    (dict(x_bits=50, m_bits=16), "m_bits: 16 with a 50-bit x needs a 66-bit product"),
+    (dict(m=[1, 2]), "m: shape (2,) does not match (1,)"),
+    (dict(m=np.array([1.0])), "m: expected an integer array"),
+])
+def test_requantize_refuses_bad_fields(kwargs, msg):
+    args = dict(m=[1], n=[0], m_bits=16, n_bits=6, x_bits=None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        ops.requantize(arr([[3]]), np.asarray(args["m"]), np.asarray(args["n"]), 4,
+                       x_bits=args["x_bits"], m_bits=args["m_bits"], n_bits=args["n_bits"])
+
+
+@PROP
+@given(st.lists(st.integers(-(2**30), 2**30 - 1), min_size=1, max_size=20),
+       st.integers(0, 2**16 - 1), st.integers(0, 47), st.integers(1, 8))
+def test_requantize_matches_fractions(xs, m, n, a_bits):
+    got = rq(xs, m, n, a_bits, x_bits=31, m_bits=16).tolist()
+    assert got == [ref_requant(x, m, n, a_bits) for x in xs]
+
+
+@PROP
+@given(st.integers(2, 40), st.integers(1, 20), st.integers(0, 62), st.data())
+def test_requantize_full_width_extremes(x_bits, m_bits, n, data):
+    """Largest products and shifts the widths allow (x_bits + m_bits <= 62)."""
+    m_bits = min(m_bits, 62 - x_bits)
+    xs = [-(2 ** (x_bits - 1)), 2 ** (x_bits - 1) - 1,
+          data.draw(st.integers(-(2 ** (x_bits - 1)), 2 ** (x_bits - 1) - 1))]
+    m = data.draw(st.sampled_from([0, 1, 2**m_bits - 1]))
+    got = rq(xs, m, n, 8, x_bits=x_bits, m_bits=m_bits).tolist()
+    assert got == [ref_requant(x, m, n, 8) for x in xs]

@@ -67,7 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     chk = sub.add_parser("check", help="validate an export directory and summarise it")
     chk.add_argument("export_dir", help="directory holding manifest.json and tensors.npz")
+    from .qonnx_export import add_parsers, cli as qonnx_cli  # to-qonnx / from-qonnx
+    add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.cmd in ("to-qonnx", "from-qonnx"):
+        return qonnx_cli(args)
     try:
         model = load_model(args.export_dir)
     except ExportError as e:

@@ -3,7 +3,8 @@
 An export is a directory holding ``manifest.json`` (the layer graph and every width) and
 ``tensors.npz`` (integer weights, biases and thresholds). ``docs/export_format.md`` documents
 every field. :func:`load_model` validates the whole graph before anything runs: a missing
-field, a tensor of the wrong shape or dtype, a value outside its width, thresholds that are not
+or unknown field, a name that is not a plain word (names reach file paths), an array no layer
+uses, a tensor of the wrong shape or dtype, a value outside its width, thresholds that are not
 ascending, an accumulator narrower than its bound or shapes that do not chain raise
 :class:`ExportError` naming the layer and the field. :func:`run` then executes the graph with the
 functions of :mod:`golden.ops` only, in int64.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -41,6 +43,15 @@ OP_ATTRS = {
 }
 OP_ARRAYS = {"conv2d": ("weight", "bias"), "dense": ("weight", "bias"),
              "threshold": ("thresholds",)}
+# The manifest's top-level fields and the fields of its "input" object; anything else is refused.
+TOP_FIELDS = ("format", "version", "name", "input", "layers", "output", "meta")
+INPUT_FIELDS = ("shape", "bits")
+# Names reach file paths (sim_build/..., hw images) and generated SystemVerilog identifiers, so
+# they are plain words: a model name is 1..64 of [A-Za-z0-9_-] starting with a letter, digit or
+# '_'; a layer name is 1..64 of [A-Za-z0-9_] not starting with a digit (an SV identifier).
+NAME_MAX = 64
+MODEL_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+LAYER_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ExportError(ValueError):
@@ -98,6 +109,32 @@ class IntModel:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_name(where: str, name: Any, pattern: re.Pattern[str], rule: str) -> str:
+    """``name`` if it is a string of 1..NAME_MAX characters matching ``pattern``; otherwise
+    :class:`ExportError` naming ``where`` (the value is shown cut to 40 characters)."""
+    if not isinstance(name, str):
+        raise ExportError(f"{where} must be a string, got {type(name).__name__}")
+    if not 1 <= len(name) <= NAME_MAX or not pattern.fullmatch(name):
+        shown = repr(name) if len(name) <= 40 else repr(name[:40]) + f"... ({len(name)} chars)"
+        raise ExportError(f"{where} {shown} is not a valid name ({rule}, 1..{NAME_MAX} "
+                          "characters)")
+    return name
+
+
+def check_model_name(name: Any) -> str:
+    """The model name if it is safe in a file name or an SV identifier suffix; ExportError
+    ``name: ...`` otherwise."""
+    return _check_name("name: field", name, MODEL_NAME_RE,
+                       "letters, digits, '_' and '-', not starting with '-'")
+
+
+def default_name(directory: Path) -> str:
+    """The model name used when the manifest has none: the directory name with every character
+    outside [A-Za-z0-9_-] replaced by '_', cut to NAME_MAX ('model' if nothing is left)."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", directory.resolve().name)[:NAME_MAX].lstrip("-")
+    return name or "model"
+
+
 def _int_attr(where: str, d: dict, key: str, lo: int, hi: int | None = None) -> int:
     if key not in d:
         raise ExportError(f"{where}: field '{key}' is missing")
@@ -129,6 +166,8 @@ def _infer_types(model: IntModel) -> None:
     types: dict[str, TensorType] = {
         "input": TensorType("code", model.input_bits, model.input_shape)}
     for i, lay in enumerate(model.layers):
+        _check_name(f"layers[{i}]: field 'name'", lay.name, LAYER_NAME_RE,
+                    "letters, digits and '_', not starting with a digit")
         where = f"layers[{i}] ({lay.name}, op {lay.op})"
         if lay.name in types:
             raise ExportError(f"{where}: name '{lay.name}' is used twice")
@@ -185,13 +224,17 @@ def _infer_types(model: IntModel) -> None:
             _array(where, lay, "weight", wshape, *weight_range(w_bits))
             bias_bound = 0
             if "bias" in lay.arrays:
-                _array(where, lay, "bias", (cout,), *signed_range(acc_bits))
+                # The widest accumulator first, so that a narrowed acc_bits is reported as
+                # acc_bits (below), not as a bias outside the narrowed range.
+                _array(where, lay, "bias", (cout,), *signed_range(62))
                 bias_bound = int(np.abs(lay.arrays["bias"]).max(initial=0))
             need = ops.acc_width(fan_in, x.bits, w_bits, bias_bound)
             if acc_bits < need:
                 raise ExportError(f"{where}: field 'acc_bits' = {acc_bits} is narrower than the "
                                   f"bound needs ({need} bits for fan-in {fan_in}, A={x.bits}, "
                                   f"W={w_bits}, |bias|<={bias_bound})")
+            if "bias" in lay.arrays:
+                _array(where, lay, "bias", (cout,), *signed_range(acc_bits))
             types[lay.name] = TensorType("acc", acc_bits, out_shape)
         elif lay.op in ACT_OPS:
             if x.kind != "acc":
@@ -248,6 +291,7 @@ def _infer_types(model: IntModel) -> None:
 
 def validate(model: IntModel) -> IntModel:
     """Check the whole graph (see the module docstring) and fill ``model.types``."""
+    check_model_name(model.name)
     if len(model.input_shape) not in (1, 3) or any(s < 1 for s in model.input_shape):
         raise ExportError(f"input: field 'shape' {list(model.input_shape)} is not (H, W, C)")
     if not 1 <= model.input_bits <= 16:
@@ -278,6 +322,10 @@ def load_model(path: str | os.PathLike) -> IntModel:
         raise ExportError(f"{man_path}: not valid JSON ({e})") from None
     if not isinstance(man, dict):
         raise ExportError(f"{man_path}: top level must be an object")
+    for key in man:
+        if key not in TOP_FIELDS:
+            raise ExportError(f"{key}: unknown top-level field (known: {', '.join(TOP_FIELDS)}; "
+                              "notes go under 'meta')")
     if man.get("format") != FORMAT:
         raise ExportError(f"format: expected '{FORMAT}', got {man.get('format')!r}")
     if man.get("version") != VERSION:
@@ -294,10 +342,14 @@ def load_model(path: str | os.PathLike) -> IntModel:
     inp = man["input"]
     if not isinstance(inp, dict) or "shape" not in inp or "bits" not in inp:
         raise ExportError("input: needs fields 'shape' and 'bits'")
+    for key in inp:
+        if key not in INPUT_FIELDS:
+            raise ExportError(f"input: unknown field '{key}' (known: {', '.join(INPUT_FIELDS)})")
     if not isinstance(man["layers"], list):
         raise ExportError("layers: must be a list")
     layers = []
     prev = "input"
+    used: set[str] = set()
     for i, d in enumerate(man["layers"]):
         if not isinstance(d, dict) or "name" not in d or "op" not in d:
             raise ExportError(f"layers[{i}]: needs fields 'name' and 'op'")
@@ -317,6 +369,7 @@ def load_model(path: str | os.PathLike) -> IntModel:
                 raise ExportError(f"layers[{i}] ({d['name']}): array '{key}' refers to "
                                   f"'{ref}', which tensors.npz does not hold")
             arrays[key] = tensors[ref]
+            used.add(ref)
         attrs = {k: v for k, v in d.items() if k not in ("name", "op", "input", "inputs",
                                                           "arrays")}
         layers.append(Layer(str(d["name"]), str(d["op"]), list(inputs), attrs, arrays))
@@ -332,9 +385,13 @@ def load_model(path: str | os.PathLike) -> IntModel:
     meta = man.get("meta", {})
     if not isinstance(meta, dict):
         raise ExportError(f"meta: must be an object, got {meta!r}")
-    model = IntModel(str(man.get("name", p.name)), shape, bits, layers, str(man["output"]),
-                     meta=dict(meta))
-    return validate(model)
+    name = check_model_name(man["name"]) if "name" in man else default_name(p)
+    model = validate(IntModel(name, shape, bits, layers, str(man["output"]), meta=dict(meta)))
+    unused = sorted(set(tensors) - used)
+    if unused:
+        raise ExportError(f"{npz_path}: array '{unused[0]}' is referenced by no layer "
+                          f"({len(unused)} unused in all)")
+    return model
 
 
 def manifest(model: IntModel) -> dict[str, Any]:

@@ -335,6 +335,23 @@ MALFORMED = {
     "output not a layer": (_set(["output"], "nope"), r"output: 'nope' is not a layer"),
     "output is a code": (_set(["output"], "q3"), r"output: 'q3' must be an accumulator"),
     "meta not an object": (_set(["meta"], [1]), r"meta: must be an object"),
+    # issue 12: unknown fields, unused arrays and names that would reach file paths
+    "unknown top-level field": (_set(["weights"], 1), r"weights: unknown top-level field"),
+    "unknown input field": (_set(["input", "scale"], 2), r"input: unknown field 'scale'"),
+    "unused array": (lambda man, t: t.update(extra=np.zeros(2, np.int64)),
+                     r"tensors.npz: array 'extra' is referenced by no layer \(1 unused"),
+    "name escapes": (_set(["name"], "../../../../x"),
+                     r"name: field '\.\./\.\./\.\./\.\./x' is not a valid name"),
+    "name 300 chars": (_set(["name"], "a" * 300),
+                       r"name: field 'a{40}'\.\.\. \(300 chars\) is not a valid name"),
+    "name not a string": (_set(["name"], 5), r"name: field must be a string, got int"),
+    "name with a newline": (_set(["name"], "x\n// injected"), r"name: field 'x\\n"),
+    "layer name with a slash": (_rename("c3", "c3/../../x"),
+                                r"layers\[6\]: field 'name' 'c3/\.\./\.\./x' is not a valid"),
+    "acc_bits narrowed under the bias": (
+        lambda man, t: (_tensor("c1.bias", _poke((0,), 100))(man, t),
+                        _set(["@c1", "acc_bits"], 7)(man, t)),
+        r"\(c1, op conv2d\): field 'acc_bits' = 7 is narrower than the bound needs \(9 bits"),
 }
 
 
@@ -489,3 +506,76 @@ def test_cli_usage_errors(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, env=_env())
     assert r.returncode == 1 and r.stdout == ""
     assert "manifest.json: file is missing" in r.stderr
+
+
+def test_model_names(tmp_path):
+    """Names are plain words (they reach file paths and SV identifiers); an export without a
+    name takes its directory's, made safe."""
+    for ok in ("digits", "random_1", "mnist-v2", "_x", "a" * 64):
+        assert gm.check_model_name(ok) == ok
+    for bad in ("", "a" * 65, "../x", "a/b", "a.b", "-a", "a b", "x\n"):
+        with pytest.raises(ExportError, match=r"^name: field"):
+            gm.check_model_name(bad)
+    m = tiny_model()
+    m.name = "../../escape"
+    with pytest.raises(ExportError, match=r"^name: field '\.\./\.\./escape'"):
+        save_model(m, tmp_path / "exp")
+    assert _siblings(tmp_path) == []
+    d = save_model(tiny_model(), tmp_path / "my model.v2")
+    man, _ = read(d)
+    del man["name"]
+    write(d, man)
+    assert load_model(d).name == "my_model_v2"
+
+
+# ---------------------------------------------------------------------------------------------
+# hw/ (engine memory images) against the manifest
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hw_export(tmp_path) -> Path:
+    """A copy of the shipped digits export (its hw/ holds the images hwgen writes)."""
+    import shutil
+    src = ROOT / "models" / "digits"
+    if not (src / "hw" / "plan.json").is_file():
+        pytest.skip("models/digits has no hw/")
+    return Path(shutil.copytree(src, tmp_path / "digits"))
+
+
+def _check(d: Path, capsys) -> tuple[int, str, str]:
+    rc = cli_main(["check", str(d)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_hw_images_checked(hw_export, capsys):
+    rc, out, err = _check(hw_export, capsys)
+    assert rc == 0 and "hw/: 6 files equal to hwgen's images of this model" in out, err
+    hw = hw_export / "hw"
+    lines = (hw / "wgt.memh").read_text().splitlines()
+    lines[2] = lines[2][:-1] + ("0" if lines[2][-1] != "0" else "1")  # one weight nibble
+    (hw / "wgt.memh").write_text("\n".join(lines) + "\n")
+    rc, out, err = _check(hw_export, capsys)
+    assert rc == 1 and out == ""
+    assert re.search(r"hw/wgt.memh: differs from the image of manifest.json \+ tensors.npz "
+                     r"\(line 3 is", err), err
+    (hw / "wgt.memh").write_text("\n".join(lines[:-1]) + "\n")  # short image
+    assert "hw/wgt.memh: differs" in _check(hw_export, capsys)[2]
+
+
+@pytest.mark.parametrize("case", ["missing", "extra", "plan"])
+def test_hw_folder_refused(hw_export, capsys, case):
+    hw = hw_export / "hw"
+    if case == "missing":
+        (hw / "thr.memh").unlink()
+        want = r"hw/thr.memh: file is missing"
+    elif case == "extra":
+        (hw / "old.memh").write_text("0\n")
+        want = r"hw/old.memh: not a file hwgen writes"
+    else:
+        (hw / "plan.json").write_text("{}")
+        want = r"hw/plan.json: not the plan of an engine build of this model \(KeyError"
+    rc, out, err = _check(hw_export, capsys)
+    assert rc == 1 and out == "" and len(err.splitlines()) == 1
+    assert re.search(want, err), err

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from golden.model import IntModel, load_model
+from golden.model import IntModel
 from hwgen.dataflow import RTL_SOURCES, default_folding, generate, mac_layers
 from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
 
@@ -87,7 +87,7 @@ def parse_fold(text: str, model: IntModel) -> dict[str, tuple[int, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tb.engine_sim import _torch_accuracy, dataset_split
+    from tb.engine_sim import _torch_accuracy, dataset_split, load_export, select_images
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=os.environ.get("MODEL") or str(DIGITS_MODEL))
     ap.add_argument("--sim", default=os.environ.get("SIM", "verilator"), choices=SIMS)
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", default="", help="also write the summary to this JSON file")
     args = ap.parse_args(argv)
     model_dir = Path(args.model)
-    model = load_model(model_dir)
+    model = load_export(model_dir)  # one line naming the field, not a traceback
     if args.fold:
         fold = parse_fold(args.fold, model)
     elif args.target:
@@ -122,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from golden.random_model import random_images
         x = random_images(model, 50, 7)
         y = predict(model, x)[1]
-    if args.n:
-        x, y = x[:args.n], y[:args.n]
+    x, y = select_images(x, y, args.n)  # -n outside 0..len: one line
     fold_id = "_".join(f"{p}x{s}" for p, s in fold.values())
     tag = "".join(ch if ch.isalnum() else "_" for ch in f"{model.name}_{fold_id}_bs{bs}")
     top, gen, plan = build_dataflow(model, fold, tag, bs)
@@ -163,4 +162,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tb.engine_sim import cli
+    sys.exit(cli(main))  # bad input: one "error:" line, exit 2

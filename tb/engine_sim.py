@@ -7,20 +7,24 @@ side reads the export, the images and the options from the environment (``ENGINE
 a JSON result file that :func:`main` summarises.
 
     python -m tb.engine_sim [--model DIR] [--sim verilator|icarus] [-n N] [--pe 8 --simd 8]
+
+Bad input (a malformed export, ``-n`` outside 1..the split, an engine shape that cannot run the
+model) prints one ``error:`` line and exits 2 before anything is built or written.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from golden.model import IntModel, load_model, predict, save_model
+from golden.model import ExportError, IntModel, load_model, predict, save_model
 from hwgen.engine_image import (EngineConfig, EnginePlan, plan, summary, union_params,
                                 wrapper_sv, write_image)
 from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enabled
@@ -28,6 +32,46 @@ from tb.common.runner import ROOT, SIMS, run_cocotb, sim_build_dir, waves_enable
 BLOCKS = ["mac_array.sv", "threshold_quant.sv", "stream_reg.sv", "log2_act.sv",
           "shift_quant.sv", "residual_add.sv", "ram_sdp.sv", "data_mem.sv", "nuq_engine.sv"]
 DIGITS_MODEL = ROOT / "models" / "digits"
+GEN_ROOT = ROOT / "sim_build" / "engine_gen"
+
+
+def safe_tag(tag: str) -> str:
+    """``tag`` if it can name a folder under ``sim_build/`` and an SV module (1..160 of
+    [A-Za-z0-9_-]); ValueError otherwise. Tags are built from model names, which
+    ``golden.model`` already restricts: this keeps an unvalidated in-memory model from writing
+    outside ``sim_build/`` too."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,160}", tag):
+        raise ValueError(f"tag: {tag[:60]!r} is not a plain word (a model or run name that "
+                         "would reach a file path)")
+    return tag
+
+
+def select_images(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images and labels (``n`` = 0: all of them); ValueError naming ``-n``
+    when ``n`` is negative or more than there are."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(x):
+        raise ValueError(f"-n: {n!r} images requested; expected 1..{len(x)} (the split has "
+                         f"{len(x)}), or 0 for all of them")
+    return (x[:n], y[:n]) if n else (x, y)
+
+
+def cli(main_fn: Callable[[Sequence[str] | None], int],
+        argv: Sequence[str] | None = None) -> int:
+    """Run a simulation front end: bad input (a malformed export, an impossible option, a
+    model the engine cannot run, a missing file) prints one ``error:`` line and exits 2."""
+    try:
+        return main_fn(argv)
+    except (ValueError, OSError) as e:  # ExportError, EngineLimitError, DataflowError too
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def load_export(model_dir: Path) -> IntModel:
+    """``load_model`` whose ExportError also names the export directory."""
+    try:
+        return load_model(model_dir)
+    except ExportError as e:
+        raise ExportError(f"invalid export {model_dir}: {e}") from None
 
 
 def build_for(models: Sequence[IntModel], cfg: EngineConfig, tag: str
@@ -38,8 +82,8 @@ def build_for(models: Sequence[IntModel], cfg: EngineConfig, tag: str
     :func:`stage_image` into ``image_root``, the directory the wrapper's $readmemh paths name."""
     plans = [plan(m, cfg) for m in models]
     params, widths = union_params(plans)
-    top = f"engine_{tag}"
-    gen = ROOT / "sim_build" / "engine_gen" / tag
+    top = f"engine_{safe_tag(tag)}"
+    gen = GEN_ROOT / tag
     image_root = gen / "image"
     image_root.mkdir(parents=True, exist_ok=True)
     sv = wrapper_sv(params, widths, image_root, top)
@@ -62,7 +106,7 @@ def run_engine(model_dir: Path, pl: EnginePlan, images: np.ndarray, top: str, im
     """Stage ``pl``'s images, run cocotb test ``test`` of ``tb.test_engine`` on ``images`` and
     return the JSON result it wrote."""
     stage_image(pl, image_root, params, widths)
-    work = image_root.parent / f"run-{sim}-{tag or pl.model.name}"
+    work = image_root.parent / f"run-{sim}-{safe_tag(tag or pl.model.name)}"
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "images.npy", images)
     result = work / "result.json"
@@ -114,11 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=os.environ.get("MODEL", str(DIGITS_MODEL)))
     ap.add_argument("--sim", default=os.environ.get("SIM", "verilator"), choices=SIMS)
-    ap.add_argument("-n", type=int, default=int(os.environ.get("N") or 0),
-                    help="number of test images (0 = the whole split)")
-    ap.add_argument("--pe", type=int, default=int(os.environ.get("PE", 8)))
-    ap.add_argument("--simd", type=int, default=int(os.environ.get("SIMD", 8)))
-    ap.add_argument("--bsearch", type=int, default=int(os.environ.get("BSEARCH", -1)),
+    # String defaults from the environment go through type=int too: a bad N=... is a usage
+    # error naming the option, not a traceback.
+    ap.add_argument("-n", type=int, default=os.environ.get("N") or "0",
+                    help="number of test images, 1..the split (0 = the whole split)")
+    ap.add_argument("--pe", type=int, default=os.environ.get("PE") or "8")
+    ap.add_argument("--simd", type=int, default=os.environ.get("SIMD") or "8")
+    ap.add_argument("--bsearch", type=int, default=os.environ.get("BSEARCH") or "-1",
                     help="threshold_quant BinarySearch (default: 1 on icarus, where the "
                          "parallel comparators simulate slowly, else 0)")
     ap.add_argument("--json", default="", help="also write the summary to this JSON file")
@@ -128,9 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from golden.random_model import random_model
         print(f"{model_dir} does not exist yet: using golden.random_model(seed=1) on random "
               "images instead")
-        model_dir = ROOT / "sim_build" / "engine_gen" / "random_1_model"
+        model_dir = GEN_ROOT / "random_1_model"
         save_model(random_model(1), model_dir)
-    model = load_model(model_dir)  # refuses a malformed export before anything runs
+    model = load_export(model_dir)  # refuses a malformed export before anything runs
     bsearch = args.bsearch if args.bsearch in (0, 1) else int(args.sim == "icarus")
     cfg = EngineConfig(args.pe, args.simd, bsearch)
     if model.meta.get("dataset") or model.input_shape in ((8, 8, 1), (28, 28, 1)):
@@ -139,8 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from golden.random_model import random_images
         x = random_images(model, 50, 7)
         y = predict(model, x)[1]
-    if args.n:
-        x, y = x[:args.n], y[:args.n]
+    x, y = select_images(x, y, args.n)
     tag = f"{model.name}_pe{cfg.pe}_simd{cfg.simd}_bs{bsearch}"
     top, root, params, widths, plans = build_for([model], cfg, tag.replace("-", "_"))
     t0 = time.time()
@@ -179,4 +224,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

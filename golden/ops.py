@@ -260,6 +260,26 @@ def requantize(x: np.ndarray, m: np.ndarray, n: np.ndarray, a_bits: int,
     return np.clip((x * m + rnd) >> n, 0, (1 << a_bits) - 1)
 
 
+def requant_words(m: np.ndarray, n: np.ndarray, lanes: int, m_bits: int, n_bits: int
+                  ) -> list[int]:
+    """Words of the requantizer's coefficient memory (``rtl/requantizer.sv``): word ``g`` packs
+    channels ``g*lanes .. g*lanes + lanes - 1``, lane ``l`` at bit ``l*(m_bits + n_bits)`` as
+    ``n << m_bits | M``; channels past ``len(m)`` (padding of the last group) hold ``M = n = 0``.
+    ``m``/``n`` are checked like :func:`requantize` checks them."""
+    lanes = check_positive_int("lanes", lanes, 1)
+    m_bits = check_positive_int("m_bits", m_bits, 1, 32)
+    n_bits = check_positive_int("n_bits", n_bits, 1, 6)
+    m, n = as_int_array("m", m).reshape(-1), as_int_array("n", n).reshape(-1)
+    check_shape("n", n, (m.shape[0],))
+    requantize(np.zeros((1, m.shape[0]), dtype=np.int64), m, n, 1, 2, m_bits, n_bits)
+    groups = -(-m.shape[0] // lanes)
+    cw = m_bits + n_bits
+    words = [0] * groups
+    for c in range(m.shape[0]):
+        words[c // lanes] |= ((int(n[c]) << m_bits) | int(m[c])) << ((c % lanes) * cw)
+    return words
+
+
 def worst_case_shift(fan_in: int, a_in_bits: int, w_bits: int, a_bits: int) -> int:
     """The seed's worst-case shift ``ceil(log2((2^A_in - 1)(2^(W-1) - 1) N_f)) - A``, at least 0:
     the largest possible accumulator maps to at most ``2^A`` before clamping (to the top code

@@ -728,3 +728,12 @@ def test_requantize_full_width_extremes(x_bits, m_bits, n, data):
     m = data.draw(st.sampled_from([0, 1, 2**m_bits - 1]))
     got = rq(xs, m, n, 8, x_bits=x_bits, m_bits=m_bits).tolist()
     assert got == [ref_requant(x, m, n, 8) for x in xs]
+
+
+def test_requant_words_layout():
+    # lanes 2, m_bits 4, n_bits 2: channel 0 (M 3, n 1) = 0b01_0011, channel 1 (M 15, n 2) at
+    # bit 6 = 0b10_1111; channel 2 alone in group 1, its padding lane 0
+    w = ops.requant_words(arr([3, 15, 1]), arr([1, 2, 3]), 2, 4, 2)
+    assert w == [0b10_1111_01_0011, 0b11_0001]
+    with pytest.raises(ValueError, match="m: multiplier -2 of channel 1 is negative"):
+        ops.requant_words(arr([3, -2]), arr([1, 2]), 2, 4, 2)

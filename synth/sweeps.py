@@ -115,6 +115,9 @@ def points(blocks: set[str] | None = None) -> list[Point]:
     for blk in ("shift_quant", "log2_act"):
         if want(blk):
             pts += _quant_points(blk, "-", QUANT_ARCHS, {})
+    if want("requantizer"):  # issue 10: run-time-writable M (8 bits) and n, one channel
+        pts += _quant_points("requantizer", "-", QUANT_ARCHS,
+                             {"MBits": 8, "NBits": 6, "Channels": 1, "Writable": 1})
     if want("threshold_quant"):
         for var, (bs, wr) in THR_FORMS.items():
             extra: dict[str, Any] = {"Channels": 1, "BinarySearch": bs, "Writable": wr}

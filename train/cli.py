@@ -12,6 +12,12 @@ Outputs in ``--out``: ``checkpoint.pt`` (resumable, written atomically after eve
 ``fp32.pt`` (the FP32 state, reusable with ``--init``), ``report.json``; the integer export goes
 to ``--export`` (default ``<out>/export``). Any bad input (unknown model or dataset, impossible
 bit widths, missing or corrupt files) prints one ``error:`` line and exits with status 2.
+
+Checkpoints (``checkpoint.pt``, ``--init`` files, an export's ``torch_state.pt``) are read with
+``torch.load(weights_only=True)``: a crafted pickle is refused before it can run anything. While
+a training runs, ``<out>/.train.lock`` (O_EXCL, holding its pid and host) keeps a second
+training with the same ``--out`` out (one ``error:`` line, exit 2); a lock whose pid is gone is
+replaced.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ from golden.model import save_model
 from .data import DATASETS, carve_validation, load_dataset
 from .models import MODELS, QNet, QuantConfig, build_model
 from .quant import ACT_KINDS
-from .trainer import TrainConfig, barrier, fit, load_checkpoint, set_determinism, world
+from .trainer import (CheckpointError, TrainConfig, barrier, fit, load_checkpoint, run_lock,
+                      safe_load, set_determinism, world)
 
 DEFAULT_DATASET = {"digits": "digits", "mnist": "mnist5k", "vgg": "cifar10",
                    "resnet18": "cifar10"}
@@ -129,10 +136,12 @@ def load_trained(path: str | os.PathLike) -> QNet:
     if p.is_dir():
         p = p / TORCH_STATE
     try:
-        st = torch.load(p, map_location="cpu", weights_only=False)
+        st = safe_load(p)  # weights_only: a crafted pickle is refused before it runs anything
         net = build_model(st["model"], QuantConfig(**st["quant"]), st["classes"], st["width"])
         net.set_stage(len(net.units))
         net.load_state_dict(st["state"])
+    except CheckpointError:
+        raise
     except (OSError, KeyError, RuntimeError, TypeError, EOFError) as e:
         raise ValueError(f"{p}: cannot rebuild the trained net ({type(e).__name__}: {e})") \
             from None
@@ -175,6 +184,17 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if a.init:
         net.load_state_dict(load_checkpoint_state(a.init), strict=True)
         tc.fp_epochs = 0
+    if rank != 0:
+        return _train(a, argv, out, net, data, dataset, qc, tc, rank)
+    # One training per run directory: a second one with the same --out refuses (one line)
+    # instead of both overwriting checkpoint.pt, report.json and the export.
+    with run_lock(out):
+        return _train(a, argv, out, net, data, dataset, qc, tc, rank)
+
+
+def _train(a: argparse.Namespace, argv: Sequence[str] | None, out: Path, net: QNet, data: Any,
+           dataset: str, qc: QuantConfig, tc: TrainConfig, rank: int) -> dict[str, Any]:
+    """The training, export and report of :func:`run` (``out`` locked by rank 0)."""
     ck = out / "checkpoint.pt"
     if a.no_resume and ck.exists() and rank == 0:
         ck.unlink()

@@ -32,15 +32,20 @@ writes checkpoints; every rank resumes from them.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
+import pickle
 import random
+import re
+import socket
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -205,15 +210,106 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not match the requested run."""
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def safe_load(path: str | os.PathLike) -> Any:
+    """``torch.load`` of a checkpoint with ``weights_only=True``: only tensors, containers,
+    numbers and strings are unpickled, so a crafted pickle cannot run code (torch refuses its
+    first foreign global before calling anything). Every file this project writes
+    (checkpoint.pt, fp32.pt, torch_state.pt) holds only those. Raises CheckpointError with one
+    line naming the file: 'refused' for a pickle that asks for anything else, 'corrupt or
+    unreadable' otherwise."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a corrupt file
+        # torch's weights-only message is a paragraph; keep what names the problem.
+        text = str(e)
+        glob = re.search(r"GLOBAL (\S+?)[,.]?(\s|$)", text)
+        if isinstance(e, pickle.UnpicklingError) and glob:
+            raise CheckpointError(f"{path}: refused: the pickle asks for {glob.group(1)} (only "
+                                  "tensors and plain data are loaded: it could run code)"
+                                  ) from None
+        lines = [re.sub(r"^WeightsUnpickler error:\s*", "", ln.strip())
+                 for ln in text.splitlines()]
+        info = [ln for ln in lines if ln and not ln.startswith(
+            ("Weights only load failed", "Please file an issue", "Check the documentation",
+             "(1)", "(2)"))]
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: "
-                              f"{e})") from None
+                              f"{(info or [''])[0][:160]})") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    ck = safe_load(path)
     if not isinstance(ck, dict) or not {"net", "phase", "epoch", "run"} <= set(ck):
         raise CheckpointError(f"{path}: not a checkpoint of this trainer")
     return ck
+
+
+LOCK_NAME = ".train.lock"
+
+
+class RunLockError(ValueError):
+    """Another training holds the run directory."""
+
+
+def _lock_owner(path: Path) -> tuple[int, str] | None:
+    """``(pid, host)`` written in a lock file, None if it is unreadable or malformed."""
+    try:
+        m = re.fullmatch(r"(\d+) (\S+)\n?", path.read_text())
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, log: Callable[[str], None] = print) -> Iterator[Path]:
+    """Hold ``out/.train.lock`` while training into ``out``: created with O_CREAT | O_EXCL and
+    holding ``"<pid> <host>"``, removed on exit. A second training with the same ``out`` raises
+    RunLockError naming the directory and the holder's pid. A stale lock (its pid is no longer
+    running on this host, or the file is empty or malformed, e.g. after a crash or kill -9) is
+    replaced, with a note; a lock of another host is never taken over. After writing, the lock
+    is read back, so of two runs that replace the same stale lock at once only one goes on."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    me = f"{os.getpid()} {socket.gethostname()}\n"
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None and (owner[1] != socket.gethostname() or _alive(owner[0])):
+                raise RunLockError(f"--out {out}: another training (pid {owner[0]} on "
+                                   f"{owner[1]}) is using this run directory; wait for it, "
+                                   f"choose another --out, or delete {path} if it is gone"
+                                   ) from None
+            log(f"note: removing the stale lock {path} "
+                f"({'pid ' + str(owner[0]) + ' is not running' if owner else 'unreadable'})")
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        if path.read_text() != me:  # someone replaced it in between: theirs
+            raise RunLockError(f"--out {out}: another training took the lock {path} first")
+        break
+    else:
+        raise RunLockError(f"--out {out}: could not take the lock {path}")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text() == me:
+                path.unlink()
 
 
 @dataclass

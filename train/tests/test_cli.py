@@ -3,6 +3,7 @@ checkpoints resume; runs are deterministic; the seed's VGG-like net and the CIFA
 build, train a few steps on tiny fake CIFAR-format data, export and run bit-exactly in golden."""
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -120,3 +121,84 @@ def test_cifar_models_bit_exact(tmp_path: Path, model: str, act: str) -> None:
     assert np.array_equal(t.astype(np.int64), g) and np.array_equal(t.argmax(1), cls)
     if model == "resnet18":
         assert sum(lay.op == "add" for lay in gm.layers) == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 12: crafted checkpoints, two trainings on one --out
+# ---------------------------------------------------------------------------------------------
+
+
+class _Crafted:
+    """Unpickling this calls ``open(marker, 'w')`` (the shape of any code-running pickle)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _crafted_pt(path: Path, marker: Path) -> Path:
+    import torch
+    torch.save({"net": _Crafted(marker), "phase": 0, "epoch": 0, "run": {}}, path)
+    return path
+
+
+def test_crafted_checkpoint_refused_before_it_runs(tmp_path: Path, capsys) -> None:
+    """A checkpoint.pt in --out (and an --init file, and an export's torch_state.pt) whose
+    pickle would create a marker file is refused with one line; the marker never appears."""
+    out, marker = tmp_path / "run", tmp_path / "marker"
+    out.mkdir()
+    _crafted_pt(out / "checkpoint.pt", marker)
+    assert main(["--out", str(out), "--export", str(tmp_path / "exp")] + FAST) == 2
+    err = _err(capsys)
+    assert "checkpoint.pt: refused: the pickle asks for io.open (only tensors and plain data" \
+        in err
+    assert not marker.exists() and not (tmp_path / "exp").exists()
+    init = _crafted_pt(tmp_path / "init.pt", marker)
+    assert main(["--out", str(tmp_path / "run2"), "--init", str(init)] + FAST) == 2
+    assert "init.pt: refused" in _err(capsys)
+    exp = tmp_path / "export"
+    exp.mkdir()
+    _crafted_pt(exp / "torch_state.pt", marker)
+    with pytest.raises(ValueError, match=r"torch_state.pt: refused"):
+        load_trained(exp)
+    assert not marker.exists()
+
+
+def test_second_training_on_same_out_refused(tmp_path: Path, capsys) -> None:
+    """While a training holds --out (its lock names a running pid: this one), a second one
+    exits 2 with one line naming --out and the pid, and writes nothing."""
+    from train.trainer import LOCK_NAME, run_lock
+    out = tmp_path / "run"
+    with run_lock(out) as lock:
+        assert main(["--out", str(out)] + FAST) == 2
+        err = _err(capsys)
+        assert f"--out {out}: another training (pid {os.getpid()} on" in err
+        assert lock.read_text().split()[0] == str(os.getpid())
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert not (out / LOCK_NAME).exists()  # released on exit
+
+
+def test_stale_lock_taken_over(tmp_path: Path) -> None:
+    """A lock left by a process that is gone (kill -9) or a malformed one is replaced."""
+    import socket
+
+    from train.trainer import LOCK_NAME, RunLockError, run_lock
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    host = socket.gethostname()
+    notes: list[str] = []
+    for content in (f"{dead.pid} {host}\n", "", "garbage"):
+        (out / LOCK_NAME).write_text(content)
+        with run_lock(out, log=notes.append) as lock:
+            assert lock.read_text() == f"{os.getpid()} {host}\n"
+        assert not lock.exists()
+    assert len(notes) == 3 and f"pid {dead.pid} is not running" in notes[0]
+    (out / LOCK_NAME).write_text(f"{dead.pid} another-host\n")  # cannot tell: never taken
+    with pytest.raises(RunLockError, match=r"another training \(pid \d+ on another-host\)"):
+        with run_lock(out):
+            pass
+    assert (out / LOCK_NAME).read_text() == f"{dead.pid} another-host\n"

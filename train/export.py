@@ -20,6 +20,8 @@ Integer rules (DESIGN.md, docs/arithmetic.md):
   real weights and bias before weight quantization during training, so the codes exported are
   the ones trained. Input normalization: the input scale is ``1 / (max_code std)`` and the
   first layer's bias carries ``-mean/std sum(W)``;
+* requantizer (seed 002): per channel ``M, n`` from the rate ``S gain_c / step`` in codes per
+  accumulator unit (:func:`train.quant.requant_params`, ``docs/arithmetic.md`` section 10);
 * residual add: the two scales differ by a power of two by construction (the block's second conv
   snaps its weight scale); :func:`train.models.add_shifts` turns the ratio into the two
   alignment shifts (coarser input shifted left by <= 15, beyond that the finer one right).
@@ -37,8 +39,8 @@ from golden import ops
 from golden.model import ExportError, IntModel, Layer, save_model, validate
 
 from .models import QConv, QDense, QNet, add_shifts
-from .quant import (ActQuantizer, FoldError, check_bn, fold_bn_thresholds,
-                    integer_thresholds)
+from .quant import (RQ_M_BITS, RQ_N_BITS, ActQuantizer, FoldError, check_bn,
+                    fold_bn_thresholds, integer_thresholds)
 
 MAX_RES_BITS = 48
 
@@ -147,6 +149,14 @@ def to_int_model(net: QNet, name: str | None = None, meta: dict[str, Any] | None
                 t = integer_thresholds(t_acc, b_src, hi)
                 layers.append(Layer(n.name, "threshold", [src], dict(a_bits=a.a_bits),
                                     dict(thresholds=t)))
+            elif a.kind == "requant":
+                try:
+                    mult, shift = a.requant_int(s_in, n.name)
+                except ValueError as e:
+                    raise ExportError(str(e)) from None
+                layers.append(Layer(n.name, "requant", [src],
+                                    dict(a_bits=a.a_bits, m_bits=RQ_M_BITS, n_bits=RQ_N_BITS),
+                                    dict(multiplier=mult, shift=shift)))
             elif a.kind == "log2":
                 layers.append(Layer(n.name, "log2", [src],
                                     dict(a_bits=a.a_bits, offset=min(a.offset(s_in), bits))))

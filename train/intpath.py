@@ -8,6 +8,7 @@ does. Tensors are NCHW here; flattening for a dense layer follows the export's H
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +31,17 @@ def bit_length(x: torch.Tensor) -> torch.Tensor:
     ``frexp``: ``x = m 2^e``, ``0.5 <= m < 1``)."""
     _, e = torch.frexp(torch.clamp(x, min=0.0))
     return torch.where(x > 0, e.to(torch.float64), torch.zeros_like(x))
+
+
+def requant_t(x: torch.Tensor, m: np.ndarray, n: np.ndarray, a_bits: int) -> torch.Tensor:
+    """Requantizer on float64 integers, channel axis 1 (NCHW or NC):
+    ``clamp(floor((x M + 2^(n-1) [n > 0]) / 2^n), 0, 2^A - 1)``; exact while ``|2 x M| < 2^53``."""
+    shp = (1, -1) + (1,) * (x.dim() - 2)
+    mt = torch.from_numpy(np.asarray(m)).to(torch.float64).reshape(shp)
+    nt = torch.from_numpy(np.asarray(n)).to(torch.float64).reshape(shp)
+    # ((2 x M) >> n) + 1) >> 1, as the RTL: every step is exact in float64 (powers of two)
+    y = torch.floor((torch.floor(2.0 * x * mt / 2.0 ** nt) + 1.0) / 2.0)
+    return torch.clamp(y, 0, 2 ** a_bits - 1)
 
 
 def run_int(model: IntModel, images: torch.Tensor) -> torch.Tensor:
@@ -65,6 +77,12 @@ def run_int(model: IntModel, images: torch.Tensor) -> torch.Tensor:
         elif lay.op == "shift":
             y = torch.clamp(torch.floor(torch.clamp(ins[0], min=0.0) / 2.0 ** a["shift"]),
                             max=2 ** a["a_bits"] - 1)
+        elif lay.op == "requant":
+            if a["m_bits"] + model.types[lay.inputs[0]].bits > EXACT_BITS:
+                raise ValueError(f"{lay.name}: m_bits {a['m_bits']} + a "
+                                 f"{model.types[lay.inputs[0]].bits}-bit input > {EXACT_BITS}: "
+                                 "not exact in float64")
+            y = requant_t(ins[0], arr["multiplier"], arr["shift"], a["a_bits"])
         elif lay.op == "maxpool":
             y = F.max_pool2d(ins[0], a["kernel"], a["stride"])
         elif lay.op == "add":

@@ -477,6 +477,10 @@ class QNet(nn.Module):
                         y = count_below(r, t, strict=True)
                     else:
                         y = count_below(v, t / s_in, strict=True)
+                elif a.kind == "requant":  # floor(acc M / 2^n + 1/2), clamped
+                    m_c, n_c = (torch.from_numpy(t).to(torch.float64).reshape(
+                        (1, -1) + (1,) * (v.dim() - 2)) for t in a.requant_int(s_in, n.name))
+                    y = torch.clamp(torch.floor(v * m_c / 2.0 ** n_c + 0.5), 0, a.levels)
                 elif a.kind == "log2":
                     _, e = torch.frexp(torch.clamp(v, min=0.0))
                     y = torch.where(v > 0, torch.clamp(e.double() - a.offset(s_in), 0, a.levels),

@@ -31,7 +31,13 @@ from golden import ops
 SQRT2 = math.sqrt(2.0)
 SQRT2PI = math.sqrt(2.0 * math.pi)
 NoiseMode = Literal["none", "uniq", "nice"]
-ACT_KINDS = ("threshold", "log2", "shift")
+ACT_KINDS = ("threshold", "log2", "shift", "requant")
+# Requantizer (seed 002) export widths: an 8-bit unsigned multiplier and a 6-bit shift.
+RQ_M_BITS = 8
+RQ_N_BITS = 6
+# Its per-layer output step starts at RQ_INIT_TOP / L real units (no calibration data): the
+# learned step and per-channel gains move it from there.
+RQ_INIT_TOP = 4.0
 
 
 def phi(z: torch.Tensor) -> torch.Tensor:
@@ -492,6 +498,38 @@ class ShiftSTE(torch.autograd.Function):
         return g * torch.where(inside, 1.0 / step, 0.0), None, None
 
 
+def requant_params(rate: np.ndarray, m_bits: int = RQ_M_BITS, n_bits: int = RQ_N_BITS,
+                   where: str = "requant") -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel multiplier ``M`` and shift ``n`` with ``M / 2^n ~ rate`` (codes per
+    accumulator unit, float64, > 0): ``n = min(n_max, max(0, floor(log2((2^MBits - 1) /
+    rate))))`` (the most fraction bits that keep ``M`` in range), ``M = min(round(rate 2^n),
+    2^MBits - 1)`` (``docs/arithmetic.md`` section 10). A negative, zero or non-finite rate
+    raises ``ValueError`` naming ``where`` and the channel."""
+    r = np.asarray(rate, dtype=np.float64).reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(r) | (r <= 0))
+    if bad.size:
+        c = int(bad[0])
+        raise ValueError(f"{where}: scale of channel {c} is {r[c]!r}; the requantizer needs a "
+                         "positive finite scale")
+    mmax = (1 << m_bits) - 1
+    n_max = min((1 << n_bits) - 1, 62)
+    n = np.clip(np.floor(np.log2(mmax / r)), 0, n_max).astype(np.int64)
+    m = np.minimum(np.round(r * np.exp2(n.astype(np.float64))), mmax).astype(np.int64)
+    return m, n
+
+
+class RoundHalfUpSTE(torch.autograd.Function):
+    """``floor(v + 1/2)`` forward (the requantizer's round half up), identity backward."""
+
+    @staticmethod
+    def forward(ctx, v):  # type: ignore[override]
+        return torch.floor(v + 0.5)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g
+
+
 def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (dim 1) mean and population variance of ``x`` in float64, over the whole
     global batch when torch.distributed runs several processes (sums all-reduced), so that
@@ -551,6 +589,10 @@ class ActQuantizer(nn.Module):
         self.register_buffer("run_var", torch.ones(channels, dtype=torch.float64))
         self.register_buffer("n_seen", torch.zeros((), dtype=torch.long))
         self.clamp_c = nn.Parameter(torch.full((channels,), float("inf")), requires_grad=clamp)
+        if kind == "requant":  # seed 002: learned per-layer step and per-channel gain (logs)
+            self.rq_log_step = nn.Parameter(torch.tensor(
+                math.log(RQ_INIT_TOP / ((1 << a_bits) - 1)), dtype=torch.float32))
+            self.rq_log_gain = nn.Parameter(torch.zeros(channels))
         # fan-in bound for the worst-case shift, set by the graph: (fan_in, a_in_bits, w_bits)
         self.worst: tuple[int, int, int] | None = None
 
@@ -626,6 +668,8 @@ class ActQuantizer(nn.Module):
 
     def out_scale(self, scale: float) -> float:
         """Training scale ``s_a`` of the output codes (a positive float)."""
+        if self.kind == "requant":
+            return float(torch.exp(self.rq_log_step.detach().double()))
         if self.kind == "shift":
             return float(2.0 ** self.shift(scale) * scale)
         top = self.top(scale)
@@ -633,6 +677,31 @@ class ActQuantizer(nn.Module):
             y_top = int(math.ceil(max(top, 1.0))).bit_length() - self.offset(scale)
             return max(top * scale, 1e-12) / min(max(y_top, 1), self.levels)
         return max(top * scale, 1e-12) / self.levels
+
+    def requant_rate(self, scale: float) -> np.ndarray:
+        """Requantizer: the real rate of each channel in codes per accumulator unit,
+        ``scale * gain_c / step`` (float64)."""
+        g = torch.exp(self.rq_log_gain.detach().double()).cpu().numpy()
+        return scale * g / self.out_scale(scale)
+
+    def requant_int(self, scale: float, where: str = "requant") -> tuple[np.ndarray, np.ndarray]:
+        """Requantizer: the exported per-channel ``(M, n)`` (:func:`requant_params`)."""
+        return requant_params(self.requant_rate(scale), RQ_M_BITS, RQ_N_BITS, where)
+
+    def _requant_forward(self, x: torch.Tensor, scale: float) -> torch.Tensor:
+        """Seed 002's Requantizer on the real pre-activation ``x = S acc``: forward value
+        ``step * clamp(floor(acc M / 2^n + 1/2), 0, L)`` with the exported fixed-point ``M, n``
+        (the integer path's codes); backward through ``v = x gain / step`` with a
+        straight-through round and the clamp's own gradient (LSQ: the step learns the clamp
+        from the saturated values, the gains the per-channel rescale)."""
+        shp = (1, -1) + (1,) * (x.dim() - 2)
+        step = torch.exp(self.rq_log_step)
+        v = x * torch.exp(self.rq_log_gain).reshape(shp) / step
+        m, n = self.requant_int(scale)
+        r = torch.tensor(m / np.exp2(n), dtype=x.dtype, device=x.device).reshape(shp)
+        v_int = torch.round(x.detach() / scale) * r
+        v = v + (v_int - v).detach()
+        return torch.clamp(RoundHalfUpSTE.apply(v), 0, self.levels) * step
 
     # ---- forward -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, scale: float, bn_input: bool = False
@@ -647,6 +716,8 @@ class ActQuantizer(nn.Module):
         s_a = self.out_scale(scale)
         if not self.quant:
             return torch.relu(x), s_a
+        if self.kind == "requant":
+            return self._requant_forward(x, scale), s_a
         if self.kind == "threshold" and self.spacing == "uniform":
             u = 1.0 if bn_input else scale
             t = torch.tensor(self.real_thresholds() / u, dtype=x.dtype, device=x.device)

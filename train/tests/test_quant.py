@@ -3,6 +3,7 @@ the formulas of DESIGN.md, never against the code under test) and the STE gradie
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -176,3 +177,77 @@ def test_uniform_thresholds_are_rounding() -> None:
         assert int((x > t[0]).sum()) == want, x
     with pytest.raises(ValueError, match="step"):
         uniform_thresholds(1, 0.0, 2)
+
+
+# ---- requantizer (seed 002) ----------------------------------------------------------------
+
+
+def test_requant_params_fixed_point() -> None:
+    """n = the most fraction bits keeping M in 8 bits; M = round(rate 2^n); hand-computed."""
+    from train.quant import requant_params
+
+    # 0.75: 255 / 0.75 = 340 -> n = 8, M = 192; 3.0: 255/3 = 85 -> n = 6, M = 192;
+    # 1e-30: n capped at 62 -> M = round(1e-30 * 2^62 = 4.6e-12) = 0; 1000: n = 0, M = 255 (cap)
+    m, n = requant_params(np.array([0.75, 3.0, 1e-30, 1000.0]), 8, 6)
+    assert m.tolist() == [192, 192, 0, 255] and n.tolist() == [8, 6, 62, 0]
+    # the relative error of M / 2^n is at most 2^-8 whenever n is not capped
+    rate = np.exp(np.random.default_rng(0).uniform(-12, 5, 500))
+    m, n = requant_params(rate, 8, 6)
+    assert (m <= 255).all() and (m[(n > 0) & (n < 62)] >= 128).all()
+    assert np.all(np.abs(m / np.exp2(n) - rate) <= rate * 2.0 ** -8 + 1e-300)
+
+
+@pytest.mark.parametrize("bad", [-0.5, 0.0, float("nan"), float("inf")])
+def test_requant_params_refuses_bad_scale(bad: float) -> None:
+    from train.quant import requant_params
+
+    with pytest.raises(ValueError, match=r"^blk_q1: scale of channel 1 is .* positive finite"):
+        requant_params(np.array([0.5, bad]), 8, 6, "blk_q1")
+
+
+def test_requant_forward_matches_golden_and_learns() -> None:
+    """The training forward's codes are golden.requantize's on the rounded accumulator, and the
+    step and gains receive gradients (no calibration: they start from constants)."""
+    torch.manual_seed(0)
+    q = ActQuantizer(3, 3, "requant")
+    q.quant = True
+    scale = 0.01
+    acc = torch.randint(-300, 900, (64, 3, 2, 2)).double()
+    with torch.no_grad():
+        q.rq_log_gain.copy_(torch.tensor([0.0, 0.5, -0.7]))
+    x = (acc * scale).float().requires_grad_(True)
+    y, s_a = q(x, scale)
+    m, n = q.requant_int(scale)
+    want = ops.requantize(acc.permute(0, 2, 3, 1).long().numpy(), m, n, 3)
+    got = torch.round(y.detach().double() / s_a).permute(0, 2, 3, 1).long().numpy()
+    assert np.array_equal(got, want)
+    y.sum().backward()
+    assert q.rq_log_step.grad is not None and q.rq_log_step.grad != 0
+    assert (q.rq_log_gain.grad != 0).all()
+    assert x.grad is not None and (x.grad != 0).any()
+
+
+def test_requant_export_rejects_bad_fields(tmp_path) -> None:
+    """golden's loader: a multiplier or shift outside its width names the array."""
+    from golden.model import ExportError, IntModel, Layer, validate
+
+    def model(mult, shift, m_bits=8, n_bits=6):
+        return IntModel("t", (1, 1, 2), 4, [
+            Layer("c", "conv2d", ["input"], dict(kernel=1, stride=1, pad=0, in_channels=2,
+                                                 out_channels=2, w_bits=3, acc_bits=8),
+                  dict(weight=np.ones((2, 1, 1, 2), dtype=np.int64))),
+            Layer("q", "requant", ["c"], dict(a_bits=2, m_bits=m_bits, n_bits=n_bits),
+                  dict(multiplier=np.array(mult), shift=np.array(shift))),
+            Layer("d", "dense", ["q"], dict(in_features=2, out_features=2, w_bits=3,
+                                            acc_bits=8),
+                  dict(weight=np.ones((2, 2), dtype=np.int64)))], "d")
+
+    validate(model([3, 255], [0, 62]))
+    for args, msg in [(([256, 1], [0, 0]), "array 'multiplier' holds 256, outside [0, 255]"),
+                      (([-1, 1], [0, 0]), "array 'multiplier' holds -1, outside [0, 255]"),
+                      (([1, 1], [0, 63]), "array 'shift' holds 63, outside [0, 62]"),
+                      (([1, 1], [8, 0], 8, 3), "array 'shift' holds 8, outside [0, 7]"),
+                      (([1, 1], [0, 0], 60), "field 'm_bits' = 60 is out of range [1, 32]"),
+                      (([1.0, 1.0], [0, 0]), "array 'multiplier' must be integer")]:
+        with pytest.raises(ExportError, match=re.escape("(q, op requant): " + msg)):
+            validate(model(*args))

@@ -7,11 +7,12 @@
 //
 // Two implementations with bit-identical outputs for ascending thresholds per channel
 // (T[c][1] <= ... <= T[c][L], the contract of golden.ops.check_thresholds):
-//   BinarySearch = 0: 2^ABits-1 parallel comparators per lane and a population count;
-//                     one register stage (latency 1).
+//   BinarySearch = 0: 2^ABits-1 parallel comparators per lane and a population count (a
+//                     balanced adder tree, depth ABits); one register stage (latency 1), two
+//                     for a ROM with several channel groups (below).
 //   BinarySearch = 1: pipelined binary search as in FINN's thresholding RTL: stage s decides
 //                     code bit ABits-1-s with ONE comparator per lane against
-//                     T[c][prefix | 2^(ABits-1-s)]; latency ABits.
+//                     T[c][prefix | 2^(ABits-1-s)]; latency ABits (plus the output FIFO).
 // Both accept one beat per cycle (II=1) and hold their output under back-pressure.
 //
 // Threshold table: Channels*(2^ABits-1) signed AccWidth-bit thresholds. InitFile preloads it with
@@ -19,21 +20,27 @@
 // AccWidth=10: -3 is 3fd), channel-major then index (line c*(2^ABits-1) + k-1 is T[c][k]).
 // Without InitFile a writable table starts (configuration time; rst_ni keeps the table) with
 // every threshold at 2^(AccWidth-1)-1, the largest value: code 0 for every x except x = max.
-//   Writable=0: a ROM that only InitFile fills, read asynchronously; with ChanGroups=1 every
-//     address is an elaboration-time constant and synthesis folds it into constant compares.
-//     The pipeline advances on one global enable (in_ready_o = !out_valid_o || out_ready_i).
+//   Writable=0, BinarySearch=0: a ROM that only InitFile fills. With ChanGroups=1 every
+//     address is an elaboration-time constant and synthesis folds it into constant compares
+//     (latency 1). With ChanGroups > 1 the thresholds of the beat's group are read
+//     synchronously (a registered read of the constant table, per comparator a ROM of
+//     ChanGroups words) into a first register stage beside the beat, then compared (latency
+//     2): no asynchronously read table in the compare path. The pipeline advances on one
+//     global enable (in_ready_o = !out_valid_o || out_ready_i).
 //   Writable=1, BinarySearch=0: the table in registers, write port cfg_* (one threshold per
 //     cycle, applied at the clock edge ending its cycle); global enable as above.
-//   Writable=1, BinarySearch=1 (docs/threshold_storage.md): one memory per search stage and lane:
+//   BinarySearch=1 (docs/threshold_storage.md): one memory per search stage and lane:
 //     stage s holds the 2^s thresholds it can compare against per channel (2^s*ChanGroups words,
 //     or a full copy of the InitFile table when preloaded), read synchronously one stage early
 //     (stage 0: ChanGroups words, read asynchronously), so that the memories map to LUT RAM or
-//     block RAM (BlockWords forces block RAM). Threshold k belongs to the stage that decides
-//     the lowest set bit of k. A write enters the pipeline like a beat and writes its stage's
-//     memory on the way, so writes and beats reach every memory in the order they entered;
-//     the pipeline never stalls: at most ABits+1 beats are inside (credits) and an output FIFO
-//     of ABits+1 entries absorbs back-pressure, so in_ready_o does not depend on out_ready_i.
-//     A cycle with cfg_we_i high, and the cycle after an accepted write, accept no beat.
+//     block RAM (BlockWords forces block RAM). A ROM (Writable=0) is this form with the write
+//     port ignored (memories filled from InitFile only). Threshold k belongs to the stage that
+//     decides the lowest set bit of k. A write enters the pipeline like a beat and writes its
+//     stage's memory on the way, so writes and beats reach every memory in the order they
+//     entered; the pipeline never stalls: at most ABits+1 beats are inside (credits) and an
+//     output FIFO of ABits+1 entries absorbs back-pressure, so in_ready_o does not depend on
+//     out_ready_i. A cycle with cfg_we_i high (Writable=1), and the cycle after an accepted
+//     write, accept no beat.
 // Write rule (every Writable=1 form): a beat accepted in cycle n is quantized with the table
 // holding every write presented before cycle n and none presented in cycle n or later, so a
 // write while beats are inside is safe (no beat ever sees a mix of two rewrites). A write is
@@ -168,7 +175,7 @@ module threshold_quant #(
   logic                 cfg_ok;
   assign cfg_ok = (32'(cfg_chan_i) < 32'(Channels)) && (32'(cfg_idx_i) < 32'(NumThr));
 
-  if (BinarySearch == 1 && Writable == 1) begin : gen_staged
+  if (BinarySearch == 1) begin : gen_staged
     // ---- binary search with per-stage threshold memories (see the header) ---------------------
     // Position p (0..ABits-1) is where stage p compares: the input ports for p = 0, pipeline
     // register p-1 otherwise. An operation at a position is a beat (pv) or a threshold write
@@ -204,12 +211,14 @@ module threshold_quant #(
     // on out_ready_i).
     logic gap;
     assign gap = (ABits > 1) ? pw[(ABits > 1) ? 1 : 0] : 1'b0;
-    assign in_ready_o = ~cfg_we_i & ~gap & ~full;
+    logic wr_req;  // a write request (none in a ROM: Writable=0 ignores the write port)
+    assign wr_req     = (Writable == 1) & cfg_we_i;
+    assign in_ready_o = ~wr_req & ~gap & ~full;
     assign acc        = in_valid_i & in_ready_o;
     assign pv[0]      = acc;
-    assign pw[0]      = cfg_we_i & cfg_ok;
-    assign px[0]      = cfg_we_i ? {Lanes{cfg_thr_i ^ Enc}} : in_data_i;
-    assign pg[0]      = (ChanGroups == 1) ? '0 : (cfg_we_i ? wg : in_chan_i);
+    assign pw[0]      = wr_req & cfg_ok;
+    assign px[0]      = wr_req ? {Lanes{cfg_thr_i ^ Enc}} : in_data_i;
+    assign pg[0]      = (ChanGroups == 1) ? '0 : (wr_req ? wg : in_chan_i);
     assign pu[0]      = in_user_i;
     for (genvar l = 0; l < Lanes; l++) begin : gen_wlane
       assign pc[0][l*ABits +: ABits] = (pw[0] && wl == 32'(l)) ? wk : '0;
@@ -376,7 +385,12 @@ module threshold_quant #(
     assign unused_staged = ^{pc_d[ABits-1], pg, pc, px, pt[0]};
 
   end else begin : gen_flat
-    localparam int Stages    = (BinarySearch != 0) ? ABits : 1;
+    // ---- parallel comparators (BinarySearch = 0) ---------------------------------------------
+    // Rd = 1 (a ROM with several channel groups): the thresholds of the beat's channel group
+    // are read synchronously into a register stage (a registered read of a constant table:
+    // LUTs or block RAM, never an asynchronous mux in the compare path); latency 2.
+    localparam int Rd     = (Writable == 0 && ChanGroups > 1) ? 1 : 0;
+    localparam int Leaves = 1 << ABits;  // popcount tree leaves: NumThr comparators and a 0
 
     // ---- threshold table ------------------------------------------------------------------------
     logic [AccWidth-1:0] thr_q [Words];
@@ -402,115 +416,116 @@ module threshold_quant #(
     end
 
     // ---- pipeline -------------------------------------------------------------------------------
-    // Stage s reads its inputs from *_in[s] (the input port for s = 0, register s-1 otherwise),
-    // computes code_d[s] and loads register s. In the binary search, code_in[s] holds the code
-    // bits decided by stages 0..s-1. Only the last register drives the output.
-    logic                                  enable;
-    logic [Stages-1:0]                     valid_in, valid_q;
-    logic [Stages-1:0][UserWidth-1:0]      user_in, user_q;
-    logic [Stages-1:0][Lanes*ABits-1:0]    code_in, code_d, code_q;
-    logic [Stages-1:0][Lanes*AccWidth-1:0] x_in;
-    logic [Stages-1:0][GroupWidth-1:0]     grp_in;
+    // One global enable: every register advances when the output register is free or drained.
+    logic                      enable;
+    logic                      valid_q, c_valid;
+    logic [UserWidth-1:0]      user_q, c_user;
+    logic [Lanes*ABits-1:0]    code_d, code_q;
+    logic [Lanes*AccWidth-1:0] c_x;
+    logic [GroupWidth-1:0]     c_grp;
 
-    // One global enable: every stage advances when the output register is free or drained.
-    assign enable      = ~valid_q[Stages-1] | out_ready_i;
+    assign enable      = ~valid_q | out_ready_i;
     assign in_ready_o  = enable;
-    assign out_valid_o = valid_q[Stages-1];
-    assign out_data_o  = code_q[Stages-1];
-    assign out_user_o  = user_q[Stages-1];
+    assign out_valid_o = valid_q;
+    assign out_data_o  = code_q;
+    assign out_user_o  = user_q;
 
-    assign valid_in[0] = in_valid_i;
-    assign x_in[0]     = in_data_i;
-    assign grp_in[0]   = (ChanGroups > 1) ? in_chan_i : '0;
-    assign user_in[0]  = in_user_i;
-    assign code_in[0]  = '0;
-
-    if (Stages > 1) begin : gen_carry
-      // Accumulators and channel groups travel with their beat to the later search stages.
-      logic [Stages-2:0][Lanes*AccWidth-1:0] x_q;
-      logic [Stages-2:0][GroupWidth-1:0]     grp_q;
+    if (Rd == 1) begin : gen_rd_stage
+      // Beat and group wait one cycle beside the thresholds read for them.
+      logic                      r_valid_q;
+      logic [UserWidth-1:0]      r_user_q;
+      logic [Lanes*AccWidth-1:0] r_x_q;
+      logic [GroupWidth-1:0]     r_grp_q;
       always_ff @(posedge clk_i or negedge rst_ni) begin
         if (!rst_ni) begin
-          x_q   <= '0;
-          grp_q <= '0;
+          r_valid_q <= 1'b0;
         end else if (enable) begin
-          x_q   <= x_in[Stages-2:0];
-          grp_q <= grp_in[Stages-2:0];
+          r_valid_q <= in_valid_i;
         end
       end
-      for (genvar s = 1; s < Stages; s++) begin : gen_link
-        assign valid_in[s] = valid_q[s-1];
-        assign x_in[s]     = x_q[s-1];
-        assign grp_in[s]   = grp_q[s-1];
-        assign user_in[s]  = user_q[s-1];
-        assign code_in[s]  = code_q[s-1];
+      always_ff @(posedge clk_i) begin
+        if (enable) begin
+          r_user_q <= in_user_i;
+          r_x_q    <= in_data_i;
+          r_grp_q  <= in_chan_i;
+        end
       end
-    end else begin : gen_no_carry
-      // The parallel form decides every bit at once and needs no partial code.
-      logic unused_code_in;
-      assign unused_code_in = ^code_in;
+      assign c_valid = r_valid_q;
+      assign c_user  = r_user_q;
+      assign c_x     = r_x_q;
+      assign c_grp   = r_grp_q;
+    end else begin : gen_no_rd_stage
+      assign c_valid = in_valid_i;
+      assign c_user  = in_user_i;
+      assign c_x     = in_data_i;
+      assign c_grp   = (ChanGroups > 1) ? in_chan_i : '0;
     end
 
     if (ChanGroups == 1) begin : gen_one_group
       // A single channel group: lane l is channel l, a constant; the group is not needed.
       logic unused_grp;
-      assign unused_grp = ^{grp_in, in_chan_i};
+      assign unused_grp = ^{c_grp, in_chan_i};
     end
 
-    for (genvar s = 0; s < Stages; s++) begin : gen_stage
-      for (genvar l = 0; l < Lanes; l++) begin : gen_lane
-        logic [AccWidth-1:0] x;
-        logic [31:0]         chan;
-        logic                chan_ok;
-        assign x = x_in[s][l*AccWidth +: AccWidth];
-        // With one channel group the channel is a constant and so is every threshold address.
-        if (ChanGroups == 1) begin : gen_const_chan
-          assign chan = 32'(l);
-        end else begin : gen_dyn_chan
-          assign chan = 32'(grp_in[s]) * 32'(Lanes) + 32'(l);
-        end
-        assign chan_ok = chan < 32'(Channels);
+    for (genvar l = 0; l < Lanes; l++) begin : gen_lane
+      logic [AccWidth-1:0] x;
+      logic [31:0]         chan, rchan;
+      logic                chan_ok;
+      logic [NumThr-1:0]   ge;
+      logic [ABits:0]      node [2*Leaves-1:1];  // popcount tree, heap order
+      assign x = c_x[l*AccWidth +: AccWidth];
+      // With one channel group the channel is a constant and so is every threshold address.
+      if (ChanGroups == 1) begin : gen_const_chan
+        assign chan  = 32'(l);
+        assign rchan = 32'(l);
+      end else begin : gen_dyn_chan
+        assign chan  = 32'(c_grp) * 32'(Lanes) + 32'(l);
+        assign rchan = 32'(in_chan_i) * 32'(Lanes) + 32'(l);  // the read stage's channel
+      end
+      assign chan_ok = chan < 32'(Channels);
 
-        if (BinarySearch == 0) begin : gen_parallel
-          logic [NumThr-1:0] ge;
-          logic [ABits-1:0]  count;
-          for (genvar k = 0; k < NumThr; k++) begin : gen_cmp
-            logic [AddrWidth-1:0] addr;
-            assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
-            assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                           : ($signed(x) >= $signed(thr_q[addr]));
+      for (genvar k = 0; k < NumThr; k++) begin : gen_cmp
+        if (Rd == 1) begin : gen_sync_rd
+          logic [AddrWidth-1:0] raddr;
+          logic [AccWidth-1:0]  t_q;
+          assign raddr = (rchan < 32'(Channels)) ? AddrWidth'(rchan * 32'(NumThr) + 32'(k))
+                                                 : '0;
+          always_ff @(posedge clk_i) begin
+            if (enable) t_q <= thr_q[raddr];
           end
-          always_comb begin
-            count = '0;
-            for (int k = 0; k < NumThr; k++) begin
-              count = count + ABits'(ge[k]);
-            end
-          end
-          assign code_d[s][l*ABits +: ABits] = chan_ok ? count : '0;
-        end else begin : gen_search
-          // Decide bit ABits-1-s: y >= prefix + 2^(ABits-1-s)  <=>  x >= T[prefix + 2^(ABits-1-s)].
-          localparam logic [ABits-1:0] Probe = ABits'(1 << (ABits - 1 - s));
-          logic [ABits-1:0]     prefix, k;
+          assign ge[k] = ge_word(x, t_q ^ Enc);
+        end else begin : gen_async_rd
           logic [AddrWidth-1:0] addr;
-          logic                 ge;
-          assign prefix = code_in[s][l*ABits +: ABits];
-          assign k      = prefix | Probe;
-          assign addr   = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k) - 32'd1) : '0;
-          assign ge     = (Writable == 0) ? ge_chain(x, thr_q[addr])
-                                            : ($signed(x) >= $signed(thr_q[addr]));
-          assign code_d[s][l*ABits +: ABits] = (chan_ok && ge) ? k : prefix;
+          assign addr  = chan_ok ? AddrWidth'(chan * 32'(NumThr) + 32'(k)) : '0;
+          assign ge[k] = (Writable == 0) ? ge_chain(x, thr_q[addr])
+                                         : ($signed(x) >= $signed(thr_q[addr]));
         end
+      end
+
+      // Population count as a balanced adder tree (depth ABits), not a chain of NumThr adds.
+      always_comb begin
+        for (int i = 0; i < Leaves; i++) begin
+          node[Leaves + i] = (i < NumThr) ? (ABits + 1)'(ge[i % NumThr]) : '0;
+        end
+        for (int i = Leaves - 1; i >= 1; i--) begin
+          node[i] = node[2*i] + node[2*i+1];
+        end
+      end
+      assign code_d[l*ABits +: ABits] = chan_ok ? node[1][ABits-1:0] : '0;
+      if (ChanGroups == 1 || Rd == 0) begin : gen_no_rchan
+        logic unused_rchan;
+        assign unused_rchan = ^rchan;
       end
     end
 
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
-        valid_q <= '0;
+        valid_q <= 1'b0;
         user_q  <= '0;
         code_q  <= '0;
       end else if (enable) begin
-        valid_q <= valid_in;
-        user_q  <= user_in;
+        valid_q <= c_valid;
+        user_q  <= c_user;
         code_q  <= code_d;
       end
     end

@@ -450,6 +450,10 @@ _SETS = [
     (20, 8, 3, 1, 1, 1, 0, True),
     (12, 1, 2, 1, 1, 1, 1, False),
     (11, 6, 5, 2, 2, 1, 1, False),
+    # ROMs with several channel groups: parallel (registered read stage) and binary search
+    # (per-stage memories filled from the InitFile)
+    (10, 3, 5, 2, 2, 0, 0, True),
+    (12, 4, 7, 3, 1, 1, 0, True),
 ]
 SWEEP = [dict(AccWidth=w, ABits=a, Channels=c, Lanes=l, UserWidth=u, BinarySearch=bs,
               Writable=wr, Preload=pre) for (w, a, c, l, u, bs, wr, pre) in _SETS]
@@ -478,7 +482,7 @@ def run_threshold_quant(sim: str, params: dict, extra_env: dict | None = None) -
 # padded lanes), the parallel form (ABits 3, 4 lanes) and the binary search (ABits 4, the waves
 # set) writable, both preloaded and then rewritten, and the writable binary search with blank
 # per-stage memories, 3 channel groups and a padded lane (ABits 6). The others run on Icarus only.
-VERILATOR_SETS = [1, 3, 4, 8]
+VERILATOR_SETS = [1, 3, 4, 8, 9]
 
 
 @pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, VERILATOR_SETS))

@@ -4,6 +4,8 @@ outside"):
 
 * the engine front ends (``tb.engine_sim``, ``tb.dataflow_sim``): a malformed export, a model
   name that would reach a path outside ``sim_build/``, ``-n`` outside the split;
+* ``$readmemh`` memory images (``tb.common.memfile.check_build``, run before every build): a
+  missing, short, long or too wide image is refused naming the file and the parameter;
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tb.common.runner import ROOT
+from tb.common.memfile import MemImageError, check_build, check_image
+from tb.common.runner import ROOT, run_cocotb
 from tb.engine_sim import cli, main as engine_main, safe_tag, select_images
 
 DIGITS = ROOT / "models" / "digits"
@@ -122,3 +125,79 @@ def test_select_images_and_safe_tag() -> None:
     for bad in ("../x", "a/b", "", "x" * 161, "a.b"):
         with pytest.raises(ValueError, match=r"^tag: "):
             safe_tag(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory images
+# ---------------------------------------------------------------------------------------------
+
+
+def _image(path: Path, words: list[str]) -> Path:
+    path.write_text("".join(w + "\n" for w in words))
+    return path
+
+
+def test_check_image(tmp_path: Path) -> None:
+    f = _image(tmp_path / "m.memh", ["00", "7f", "ff", "1_0"])
+    assert check_image(f, 4, 9) == 4
+    _image(tmp_path / "c.memh", ["// header", "00", "", "7f  // note", "ff", "10"])
+    assert check_image(tmp_path / "c.memh", 4, 8) == 4
+    cases = [
+        (tmp_path / "none.memh", 4, 8, r"none.memh \(X\): memory image is missing"),
+        (f, 5, 9, r"m.memh \(X\): 4 words, the memory has 5 \(short: the rest would be X\)"),
+        (f, 3, 9, r"m.memh \(X\): 4 words, the memory has 3 \(too long\)"),
+        (f, 4, 7, r"m.memh \(X\): line 3 'ff' is wider than 7 bits"),
+        (_image(tmp_path / "x.memh", ["0", "zz"]), 2, 8, r"x.memh \(X\): line 2 'zz' is not one"),
+        (_image(tmp_path / "a.memh", ["@2", "0"]), 2, 8, r"a.memh \(X\): line 1 '@2' is not"),
+    ]
+    for path, depth, width, want in cases:
+        with pytest.raises(MemImageError, match=want):
+            check_image(path, depth, width, "X")
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_build_refuses_bad_image(tmp_path: Path, sim: str) -> None:
+    """A block build (ram_sdp, InitFile through the runner's parameters) with a missing, short
+    or too wide image stops before the simulator runs (they would carry on with exit 0),
+    naming the file and the parameter; a good image passes the check."""
+    params = {"Width": 8, "Depth": 4}
+    bad = {"missing": (tmp_path / "gone.memh", "memory image is missing"),
+           "short": (_image(tmp_path / "s.memh", ["1", "2", "3"]), "3 words, the memory has 4"),
+           "wide": (_image(tmp_path / "w.memh", ["1", "2", "100", "3"]),
+                    "line 3 '100' is wider than 8 bits")}
+    for path, want in bad.values():
+        with pytest.raises(MemImageError, match=rf"{path.name} \(ram_sdp InitFile\): {want}"):
+            run_cocotb("ram_sdp", ["ram_sdp.sv"], "tb.test_ram_sdp", sim,
+                       dict(params, InitFile=f'"{path}"'), seed=1)
+    good = _image(tmp_path / "g.memh", ["1", "2", "ff", "3"])
+    assert check_build("ram_sdp", ["ram_sdp.sv"], dict(params, InitFile=f'"{good}"')) == [good]
+
+
+def test_generated_top_images_checked(tmp_path: Path) -> None:
+    """A generated top (the engine wrapper, a dataflow top) passes image paths to its instances:
+    each is checked against that instance's parameters (here an mvau and a ram_sdp)."""
+    wgt = _image(tmp_path / "l_wgt.memh", ["0"] * 6)          # Groups 2 x Chunks 3
+    bias = _image(tmp_path / "l_bias.memh", ["0", "0"])       # Groups 2
+    rom = _image(tmp_path / "rom.memh", ["0"] * 3)
+    sv = tmp_path / "top_gen.sv"
+    sv.write_text(f"""module top_gen;
+  mvau #(
+    .Pe(2), .Simd(4), .N(9), .Cout(3), .WBits(4), .BiasWidth(6),
+    .WgtFile("{wgt}"),
+    .BiasFile("{bias}")
+  ) u_l (.*);
+  ram_sdp #(.Width(16), .Depth(4), .InitFile("{rom}")) u_rom (.*);
+endmodule
+""")
+    with pytest.raises(MemImageError, match=r"rom.memh \(ram_sdp u_rom in top_gen.sv InitFile\): "
+                                            r"3 words, the memory has 4"):
+        check_build("top_gen", [str(sv)])
+    _image(rom, ["0"] * 4)
+    assert check_build("top_gen", [str(sv)]) == [wgt, bias, rom]
+    _image(wgt, ["0"] * 6 + ["1"])
+    with pytest.raises(MemImageError, match=r"l_wgt.memh \(mvau u_l in top_gen.sv WgtFile\): "
+                                            r"7 words, the memory has 6 \(too long\)"):
+        check_build("top_gen", [str(sv)])
+    wgt.unlink()
+    with pytest.raises(MemImageError, match=r"l_wgt.memh .*: memory image is missing"):
+        check_build("top_gen", [str(sv)])

@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from cocotb_tools.runner import get_runner
 
+from .memfile import check_build
+
 ROOT = Path(__file__).resolve().parents[2]
 RTL = ROOT / "rtl"
 SIMS = ("icarus", "verilator")
@@ -86,6 +88,7 @@ def run_cocotb(
     waves = waves_enabled()
     build_dir = sim_build_dir(toplevel, sim, parameters)
     srcs = [Path(s) if Path(s).is_absolute() else RTL / s for s in sources]
+    check_build(toplevel, srcs, parameters)  # every $readmemh image: exists, length, width
     build_args: list[str] = []
     test_args: list[str] = []
     if sim == "verilator":

@@ -26,6 +26,7 @@ float64 throughout (exact to ``2^53``; wider models are refused by name).
 """
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import tempfile
@@ -251,25 +252,56 @@ def save_qonnx(proto: onnx.ModelProto, path: str | os.PathLike) -> Path:
     return dst
 
 
-def run_qonnx(proto: onnx.ModelProto | str | os.PathLike, images: np.ndarray,
-              full: bool = False) -> np.ndarray | list[dict[str, np.ndarray]]:
-    """Execute a one-input, one-output QONNX graph with qonnx's ``execute_onnx``, one image at
-    a time (the graph's batch is 1). ``images``: (N, H, W, C) or (N, F) values as the graph's
-    input expects them (NHWC is moved to NCHW here). Returns the outputs (N, ...) as float64,
-    or with ``full`` every image's whole execution context."""
+def batched(proto: onnx.ModelProto, n: int) -> Any:
+    """``proto`` as a qonnx ModelWrapper with batch ``n`` instead of 1 (qonnx's
+    ``ChangeBatchSize``, shapes inferred again); the nodes and initializers are unchanged."""
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    mw = ModelWrapper(copy.deepcopy(proto))
+    if n != 1:
+        mw = mw.transform(ChangeBatchSize(n))
+    if n != 1 or not mw.check_all_tensor_shapes_specified():
+        elem = mw.graph.input[0].type.tensor_type.elem_type
+        mw = mw.transform(InferShapes())
+        for vi in mw.graph.value_info:  # custom ops' shape stand-ins declare float32
+            if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+                vi.type.tensor_type.elem_type = elem
+    return mw
+
+
+def run_qonnx(proto: onnx.ModelProto | str | os.PathLike, images: np.ndarray,
+              full: bool = False, chunk: int = 64) -> np.ndarray | list[dict[str, np.ndarray]]:
+    """Execute a one-input, one-output QONNX graph with qonnx's ``execute_onnx``.
+    ``images``: (N, H, W, C) or (N, F) values as the graph's input expects them (NHWC is moved
+    to NCHW here). The graph is run on batches of up to ``chunk`` images (:func:`batched`),
+    one image at a time when it holds qonnx's ``Im2Col`` (whose shape inference assumes batch
+    1) or with ``full``. Returns the outputs (N, ...) as float64, or with ``full`` every
+    image's whole execution context."""
     from qonnx.core.onnx_exec import execute_onnx
 
-    mw = ModelWrapper(proto if isinstance(proto, onnx.ModelProto) else str(proto))
-    iname = mw.graph.input[0].name
-    oname = mw.graph.output[0].name
-    elem = mw.graph.input[0].type.tensor_type.elem_type
+    if not isinstance(proto, onnx.ModelProto):
+        proto = onnx.load(str(proto))
+    iname = proto.graph.input[0].name
+    oname = proto.graph.output[0].name
+    elem = proto.graph.input[0].type.tensor_type.elem_type
     npdt = np.float64 if elem == TensorProto.DOUBLE else np.float32
-    outs = []
-    for im in np.asarray(images):
-        x = im.transpose(2, 0, 1)[None] if im.ndim == 3 else im[None]
-        ctx = execute_onnx(mw, {iname: x.astype(npdt)}, return_full_exec_context=full)
-        outs.append(ctx if full else np.asarray(ctx[oname], dtype=np.float64).reshape(-1))
+    x = np.asarray(images)
+    x = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+    if full or any(nd.op_type == "Im2Col" for nd in proto.graph.node):
+        chunk = 1
+    outs: list = []
+    graphs: dict[int, Any] = {}
+    for i in range(0, len(x), chunk):
+        xb = x[i:i + chunk].astype(npdt)
+        if len(xb) not in graphs:
+            graphs[len(xb)] = batched(proto, len(xb))
+        ctx = execute_onnx(graphs[len(xb)], {iname: xb}, return_full_exec_context=full)
+        if full:
+            outs.append(ctx)
+        else:
+            outs += list(np.asarray(ctx[oname], dtype=np.float64).reshape(len(xb), -1))
     return outs if full else np.stack(outs)
 
 
@@ -290,8 +322,10 @@ def test_images(model: IntModel, n: int) -> np.ndarray:
     """The first ``n`` test images of the export's dataset (``n < 0``: all), NHWC codes; for a
     model of no known dataset, ``golden.random_model.random_images`` (seed 7)."""
     if model.meta.get("dataset") or model.input_shape in ((8, 8, 1), (28, 28, 1)):
-        from tb.engine_sim import dataset_split  # train.data's split, shared with make sim
-        x = dataset_split(model)[0]
+        from train.data import load_dataset  # the split make sim uses (tb.engine_sim)
+        name = model.meta.get("dataset") or ("digits" if model.input_shape == (8, 8, 1)
+                                             else "mnist5k")
+        x = load_dataset(name).x_test.transpose(0, 2, 3, 1).astype(np.int64)
     else:
         from .random_model import random_images
         x = random_images(model, max(n, 50), 7)

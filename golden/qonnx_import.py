@@ -598,11 +598,33 @@ class Importer:
         return validate(model), s
 
 
+def _cleanup(mw: Any) -> Any:
+    """qonnx's ``cleanup_model`` (shapes, constant folding that keeps ``Quant`` nodes, unused
+    tensors) without its renaming, so that a refusal names the node as the source graph does
+    (nodes without a unique name get one)."""
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.general import (GiveUniqueNodeNames, GiveUniqueParameterTensors,
+                                              RemoveStaticGraphInputs, RemoveUnusedTensors)
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
+
+    for n in mw.graph.node:
+        if n.op_type in ("Quant", "Trunc", "BipolarQuant"):
+            n.domain = "qonnx.custom_op.general"
+    for t in (InferShapes(), GiveUniqueParameterTensors(),
+              FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),
+              FoldTransposeIntoQuantInit(), RemoveUnusedTensors(), RemoveStaticGraphInputs()):
+        mw = mw.transform(t)
+    names = [n.name for n in mw.graph.node]
+    if "" in names or len(set(names)) != len(names):
+        mw = mw.transform(GiveUniqueNodeNames())
+    return mw
+
+
 def import_qonnx(path_or_proto: Any) -> tuple[IntModel, Fraction, Any]:
     """Import a QONNX graph; returns ``(model, logit_scale, cleaned ModelWrapper)``.
     Raises :class:`QonnxImportError` (one line, naming the node) on what we cannot run."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.cleanup import cleanup_model
     try:
         mw = ModelWrapper(path_or_proto if not isinstance(path_or_proto, Path)
                           else str(path_or_proto))
@@ -615,7 +637,7 @@ def import_qonnx(path_or_proto: Any) -> tuple[IntModel, Fraction, Any]:
     if len(mw.graph.input) != 1 or len(mw.graph.output) != 1:
         raise QonnxImportError(f"graph: {len(mw.graph.input)} inputs and "
                                f"{len(mw.graph.output)} outputs, expected one of each")
-    mw = cleanup_model(mw)
+    mw = _cleanup(mw)
     try:
         model, s = Importer(mw).run()
     except ExportError as e:

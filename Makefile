@@ -106,6 +106,13 @@ lint: setup
 	  verilator --lint-only -Wall --quiet -Irtl $(RTL_SRCS) --top-module $$top; \
 	done; echo "lint clean: $(words $(RTL_SRCS)) modules, verilator -Wall"
 
+# Brevitas uniform QAT vs our Gaussian threshold quantizer at 4/4 and 2/2 on digits: trains both,
+# imports Brevitas's QONNX (golden/qonnx_import.py), runs all four on the serial engine (Verilator)
+# -> docs/compare.md (long: about half an hour on 2 shared cores; reuses build/compare/).
+.PHONY: compare
+compare: setup
+	nice -n 10 $(PY) -m train.brevitas_ref --compare
+
 # Simulation-throughput benchmark (not a test): docs/benchmarks.md and docs/data/.
 bench: setup
 	$(PY) -m bench.sim_throughput

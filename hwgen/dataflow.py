@@ -147,7 +147,8 @@ def unit_cycles(model: IntModel, folding: Mapping[str, tuple[int, int]]) -> dict
     """Cycles per image of every unit: a MAC layer its :func:`layer_cycles`, at least the
     (H + 2 Pad)(W + 2 Pad) scan steps of its sliding_window (one per cycle, padding positions
     included) or its input pixels; any other unit (and the input stream) max(input pixels,
-    output pixels), one pixel per cycle."""
+    output pixels), one pixel per cycle; the argmax behind the logits (key ``"argmax"``) one
+    logit per cycle plus the hand-over, ``logits + 1``."""
     _check_folding(model, folding)
     ih, iw, _ = _shape3(model.input_shape)
     out = {"input": ih * iw}
@@ -163,6 +164,7 @@ def unit_cycles(model: IntModel, folding: Mapping[str, tuple[int, int]]) -> dict
             out[lay.name] = max(layer_cycles(model, lay.name, *folding[lay.name]), pin)
         else:
             out[lay.name] = max(pin, pout)
+    out["argmax"] = _shape3(model.types[model.output].shape)[2] + 1
     return out
 
 
@@ -761,28 +763,42 @@ def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: s
     nl, lb = _shape3(lt.shape)[2], lt.bits
     cw = max(1, (nl - 1).bit_length())
     lo = sid[model.output]
-    top.body.append(f"""  // logits -> argmax (lowest index on ties: strictly greater replaces) -> output register
-  logic [{cw - 1}:0] cls_d;
-  logic signed [{lb - 1}:0] best;
+    top.body.append(f"""  // logits -> argmax -> output register. The argmax compares one logit a cycle against the
+  // best so far (strictly greater replaces: lowest index on ties) while the logits beat waits
+  // at the fc unit's output register (a valid beat stays stable until taken), then passes the
+  // beat and its class on: {nl} + 1 cycles a beat and one {lb}-bit comparator, where a
+  // combinational chain of {nl - 1} compare-and-select steps was the engine's longest path.
+  logic [{cw - 1}:0] am_idx_q, am_cls_q;
+  logic signed [{lb - 1}:0] am_best_q, am_cur;
+  logic am_done_q, am_ready;
   logic [{cw + nl * lb - 1}:0] out_payload;
-  always_comb begin
-    cls_d = '0;
-    best  = $signed({lo}_data[{lb - 1}:0]);
-    for (int i = 1; i < {nl}; i++) begin
-      if ($signed({lo}_data[i*{lb} +: {lb}]) > best) begin
-        cls_d = {cw}'(i);
-        best  = $signed({lo}_data[i*{lb} +: {lb}]);
+  assign am_cur = $signed({lo}_data[am_idx_q*{lb} +: {lb}]);
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      am_idx_q  <= '0;
+      am_cls_q  <= '0;
+      am_best_q <= '0;
+      am_done_q <= 1'b0;
+    end else if ({lo}_valid && !am_done_q) begin
+      if (am_idx_q == '0 || am_cur > am_best_q) begin
+        am_best_q <= am_cur;
+        am_cls_q  <= am_idx_q;
       end
+      am_idx_q  <= (am_idx_q == {cw}'({nl - 1})) ? '0 : am_idx_q + {cw}'(1);
+      am_done_q <= (am_idx_q == {cw}'({nl - 1}));
+    end else if ({lo}_valid && am_ready) begin
+      am_done_q <= 1'b0;
     end
   end
+  assign {lo}_ready = am_done_q & am_ready;
   stream_reg #(
     .DataWidth({cw + nl * lb})
   ) u_out_reg (
     .clk_i,
     .rst_ni,
-    .in_valid_i ({lo}_valid),
-    .in_ready_o ({lo}_ready),
-    .in_data_i  ({{cls_d, {lo}_data}}),
+    .in_valid_i ({lo}_valid & am_done_q),
+    .in_ready_o (am_ready),
+    .in_data_i  ({{am_cls_q, {lo}_data}}),
     .out_valid_o,
     .out_ready_i,
     .out_data_o (out_payload)

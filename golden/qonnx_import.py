@@ -236,8 +236,10 @@ class Importer:
             raise _refuse(node, "requantizing codes (only an accumulator can be quantized)")
         if signed:
             raise _refuse(node, "signed activation codes (our codes are unsigned)")
-        if not 1 <= bits <= 16:
-            raise _refuse(node, f"{bits}-bit activations: golden/RTL take 1 .. 16 bits")
+        from hwgen.engine_image import MAX_ACT_BITS  # hwgen builds on golden: imported here
+        if not 1 <= bits <= MAX_ACT_BITS:
+            raise _refuse(node, f"{bits}-bit activations: the RTL engine takes 1 .. "
+                                f"{MAX_ACT_BITS} bits")
         c = _channels(v)
         s_a = _per_channel(node, "scale", scale, c)
         levels = (1 << bits) - 1
@@ -595,7 +597,21 @@ class Importer:
                                "input_scale": float(self.input_scale),
                                "logit_scale": float(s),
                                "onnx_nodes": dict(self.origin)})
-        return validate(model), s
+        validate(model)
+        self.engine_check(model)
+        return model, s
+
+    def engine_check(self, model: IntModel) -> None:
+        """Refuse a model the serial engine (Pe 8 x Simd 8, ``make sim``'s shape) cannot run,
+        naming the ONNX node of the layer hwgen names."""
+        from hwgen.engine_image import EngineConfig, EngineLimitError, plan
+        try:
+            plan(model, EngineConfig(8, 8, 0))
+        except EngineLimitError as e:
+            node = next((n for lay, n in self.origin.items() if f"{lay}," in str(e)
+                         or f"layer {lay}:" in str(e)), None)
+            where = f"node {node}" if node else "graph"
+            raise QonnxImportError(f"{where}: beyond the RTL engine: {e}") from None
 
 
 def _cleanup(mw: Any) -> Any:

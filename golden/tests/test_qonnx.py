@@ -211,7 +211,7 @@ REFUSALS = [
      "float weights do not fold"),
     ("unknown op", _replace_node("relu1", _sigmoid), "(Sigmoid)", "op type not supported"),
     ("wide weights", _set("q_w1_b", 24.0), "(Quant)", "24-bit weights"),
-    ("wide activations", _set("q_a1_b", 17.0), "(Quant)", "17-bit activations"),
+    ("wide activations", _set("q_a1_b", 9.0), "(Quant)", "9-bit activations: the RTL engine"),
     ("non-integer output bias",
      lambda nodes, inits: (inits.append(_init("b2x", [0.3, 0.1, 0.0, 0.2])),
                            _replace_node("fc", _float_bias)(nodes, inits)),

@@ -280,6 +280,27 @@ def requant_words(m: np.ndarray, n: np.ndarray, lanes: int, m_bits: int, n_bits:
     return words
 
 
+def requant_thresholds(m: np.ndarray, n: np.ndarray, a_bits: int, top: int,
+                       m_bits: int = 16, n_bits: int = 6) -> np.ndarray:
+    """The requantizer as thresholds: ``T[c][k]`` = the smallest integer ``x`` with
+    ``requantize(x) >= k``, i.e. ``ceil((k 2^n - round) / M)`` (``>= 1``: a non-positive ``x``
+    gives 0), capped at ``top + 1`` (never passed by an ``x <= top``; also every threshold of a
+    channel with ``M = 0``). Then ``threshold(x, T) == requantize(x, M, n)`` for every
+    ``x <= top``: the requantizer is monotone in ``x`` (``M >= 0``), so it is a MultiThreshold."""
+    m, n = as_int_array("m", m).reshape(-1), as_int_array("n", n).reshape(-1)
+    check_shape("n", n, (m.shape[0],))
+    requantize(np.zeros((1, m.shape[0]), dtype=np.int64), m, n, a_bits, 2, m_bits, n_bits)
+    top = check_positive_int("top", top, 0, (1 << 62) - 2)
+    levels = (1 << a_bits) - 1
+    t = np.empty((m.shape[0], levels), dtype=np.int64)
+    for c, (mc, nc) in enumerate(zip(m.tolist(), n.tolist())):
+        rnd = (1 << (nc - 1)) if nc > 0 else 0
+        for k in range(1, levels + 1):
+            need = (k << nc) - rnd  # x M >= need, need >= 1
+            t[c, k - 1] = top + 1 if mc == 0 else min(-(-need // mc), top + 1)
+    return t
+
+
 def worst_case_shift(fan_in: int, a_in_bits: int, w_bits: int, a_bits: int) -> int:
     """The seed's worst-case shift ``ceil(log2((2^A_in - 1)(2^(W-1) - 1) N_f)) - A``, at least 0:
     the largest possible accumulator maps to at most ``2^A`` before clamping (to the top code

@@ -403,7 +403,15 @@ class QNet(nn.Module):
         return self
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As ``nn.Module``'s; a requantizer's learned step and gains missing from the state (an
+        FP32 checkpoint of another activation kind, ``--init``) keep their initial constants:
+        the Requantizer starts from no statistics (seed 002)."""
         self._int_cache = None
+        state_dict = dict(state_dict)
+        for name, m in self.mods.items():
+            if isinstance(m, ActQuantizer) and m.kind == "requant":
+                for key in ("rq_log_step", "rq_log_gain"):
+                    state_dict.setdefault(f"mods.{name}.{key}", getattr(m, key).detach().clone())
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ---- forward -----------------------------------------------------------------------

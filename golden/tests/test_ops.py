@@ -737,3 +737,29 @@ def test_requant_words_layout():
     assert w == [0b10_1111_01_0011, 0b11_0001]
     with pytest.raises(ValueError, match="m: multiplier -2 of channel 1 is negative"):
         ops.requant_words(arr([3, -2]), arr([1, 2]), 2, 4, 2)
+
+
+@pytest.mark.parametrize("a_bits,m_bits,n_bits,x_bits", [(1, 3, 3, 6), (2, 4, 3, 7), (3, 5, 4, 8),
+                                                          (4, 3, 3, 9)])
+def test_requant_thresholds_equal_requantize_everywhere(a_bits, m_bits, n_bits, x_bits):
+    """Exhaustive over every x of the width and every (M, n) pair: the MultiThreshold form of
+    the requantizer gives the same code for every x <= top (top = the largest x)."""
+    top = 2 ** (x_bits - 1) - 1
+    xs = np.arange(-(2 ** (x_bits - 1)), top + 1).reshape(-1, 1)
+    pairs = [(m, n) for m in range(2**m_bits) for n in range(2**n_bits)]
+    m = arr([p[0] for p in pairs])
+    n = arr([p[1] for p in pairs])
+    t = ops.requant_thresholds(m, n, a_bits, top, m_bits, n_bits)
+    assert t.min() >= 1 and t.max() <= top + 1
+    want = ops.requantize(np.repeat(xs, len(pairs), axis=1), m, n, a_bits, x_bits + 1, m_bits,
+                          n_bits)
+    got = ops.threshold(np.repeat(xs, len(pairs), axis=1), t, a_bits)
+    assert np.array_equal(got, want)
+
+
+def test_requant_thresholds_hand_example():
+    # A = 2, M = 3, n = 2 (docs example): code k needs 3 x + 2 >= 4 k: x >= 1, 2, ceil(10/3) = 4;
+    # top = 2 caps them at 3 (never passed); M = 0: every threshold at top + 1
+    assert ops.requant_thresholds(arr([3]), arr([2]), 2, 100).tolist() == [[1, 2, 4]]
+    assert ops.requant_thresholds(arr([3]), arr([2]), 2, 2).tolist() == [[1, 2, 3]]
+    assert ops.requant_thresholds(arr([0]), arr([5]), 2, 9).tolist() == [[10, 10, 10]]

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import train.export as export_mod
+from golden.lower import lower_requant
 from golden.model import load_model, predict
 from train.cli import load_trained
 from train.data import load_digits
@@ -102,6 +103,8 @@ def test_fresh_tiny_model_equals_golden(act: str, w: int, a: int, extra: dict) -
     x = to_tensor(data.x_test)
     _assert_equal(torch_predict(net, x), model, data.x_test)
     _assert_equal(net.forward_int_modules(x), model, data.x_test, "modules")
+    if act == "requant":  # the threshold form the engines run (golden.lower)
+        _assert_equal(torch_predict(net, x), lower_requant(model), data.x_test, "lowered")
     # the training-mode surrogate agrees with the integer path on most images (sanity)
     net.eval()  # the real forward without noise and without touching the statistics
     with torch.no_grad():

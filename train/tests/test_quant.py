@@ -251,3 +251,19 @@ def test_requant_export_rejects_bad_fields(tmp_path) -> None:
                       (([1.0, 1.0], [0, 0]), "array 'multiplier' must be integer")]:
         with pytest.raises(ExportError, match=re.escape("(q, op requant): " + msg)):
             validate(model(*args))
+
+
+def test_requant_net_loads_an_fp32_state_of_another_kind() -> None:
+    """--init with an FP32 checkpoint trained with threshold activations: the requantizers keep
+    their initial step and gains (no statistics), every other tensor is loaded."""
+    from train.models import QuantConfig, build_model
+
+    src = build_model("digits", QuantConfig(act="threshold"), width=0.5)
+    dst = build_model("digits", QuantConfig(act="requant"), width=0.5)
+    q = dst.mods["blk_q1"]
+    step0 = float(q.rq_log_step)
+    dst.load_state_dict(src.state_dict(), strict=True)
+    assert float(q.rq_log_step) == step0 and bool((q.rq_log_gain == 0).all())
+    assert torch.equal(dst.mods["stem"].weight, src.mods["stem"].weight)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        dst.load_state_dict({**src.state_dict(), "mods.nope": torch.zeros(1)}, strict=True)

@@ -31,6 +31,14 @@ def waves_enabled() -> bool:
     return os.environ.get("WAVES", "0") not in ("", "0")
 
 
+def coverage_enabled(sim: str) -> bool:
+    """``COVERAGE=1``: Verilator builds with line and toggle coverage (Icarus has none)."""
+    return sim == "verilator" and os.environ.get("COVERAGE", "0") not in ("", "0")
+
+
+COVERAGE_DIR = ROOT / "sim_build" / "coverage"
+
+
 def tb_seed() -> int:
     """The run's seed: ``SEED`` from the environment, else a fresh random one. Printed so
     that a failing run can be repeated with ``SEED=<n>``."""
@@ -62,8 +70,9 @@ def param_tag(parameters: Mapping[str, Any]) -> str:
 
 def sim_build_dir(toplevel: str, sim: str, parameters: Mapping[str, Any]) -> Path:
     """``sim_build/<toplevel>-<sim>-<tag>``, with ``-waves`` appended under ``WAVES=1`` (its own
-    build: Icarus would otherwise reuse an up-to-date build that lacks the FST dump module)."""
-    suffix = "-waves" if waves_enabled() else ""
+    build: Icarus would otherwise reuse an up-to-date build that lacks the FST dump module) and
+    ``-cov`` under ``COVERAGE=1`` on Verilator (an instrumented build)."""
+    suffix = ("-waves" if waves_enabled() else "") + ("-cov" if coverage_enabled(sim) else "")
     return ROOT / "sim_build" / f"{toplevel}-{sim}-{param_tag(parameters)}{suffix}"
 
 
@@ -97,6 +106,8 @@ def run_cocotb(
         if waves:
             build_args += ["--trace-fst", "--trace-structs"]
             test_args += ["--trace-file", f"{toplevel}.fst"]
+        if coverage_enabled(sim):
+            build_args += ["--coverage-line", "--coverage-toggle"]
     runner = get_runner(sim)
     build_log = build_dir / "build.log"
     try:
@@ -121,9 +132,14 @@ def run_cocotb(
         "TB_PARAMS": json.dumps(parameters),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    if "COCOTB_USER_COVERAGE" not in os.environ:
+        # cocotb reads COVERAGE (deprecated) as "measure the Python testbench"; ours means RTL.
+        env["COCOTB_USER_COVERAGE"] = "0"
     env.update(extra_env or {})
     if waves:  # a stale file must not pass for this run's waves
         (build_dir / f"{toplevel}.fst").unlink(missing_ok=True)
+    if coverage_enabled(sim):
+        (build_dir / "coverage.dat").unlink(missing_ok=True)
     results = runner.test(
         hdl_toplevel=toplevel,
         test_module=test_module,
@@ -136,12 +152,27 @@ def run_cocotb(
         timescale=("1ns", "1ps"),
     )
     _check_results(results, toplevel, sim, seed)
+    if coverage_enabled(sim):
+        _keep_coverage(build_dir, toplevel, parameters, seed)
     if waves:
         fst = build_dir / (toplevel + ".fst")
         if not fst.is_file() or fst.stat().st_size == 0:
             raise AssertionError(f"{toplevel} on {sim}: WAVES=1 but no waves in {fst}")
         print(f"waves: {fst}")
     return build_dir
+
+
+def _keep_coverage(build_dir: Path, toplevel: str, parameters: Mapping[str, Any],
+                   seed: int) -> None:
+    """Move this run's ``coverage.dat`` to ``sim_build/coverage/dat/`` (one file per run, merged
+    by ``python -m tb.common.codecov``)."""
+    dat = build_dir / "coverage.dat"
+    if not dat.is_file():
+        raise AssertionError(f"{toplevel} on verilator: COVERAGE=1 but no {dat}")
+    out = COVERAGE_DIR / "dat"
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{toplevel}-{param_tag(parameters)}-{seed}-{os.getpid()}.dat"
+    shutil.move(str(dat), out / name)
 
 
 def _check_results(results: Path, toplevel: str, sim: str, seed: int) -> None:

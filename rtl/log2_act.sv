@@ -60,54 +60,59 @@ module log2_act #(
     `NUQ_ELAB_FATAL((1, "log2_act: UserWidth=%0d must lie in 1..1024", UserWidth))
   end
 
+  // The widths below, clamped to their legal range: an illegal ABits or AccWidth then stops at
+  // its check above (the first and only error) instead of at a zero-width select further down.
+  localparam int AW   = (ABits < 1) ? 1 : ABits;
+  localparam int AccW = (AccWidth < 2) ? 2 : AccWidth;
+
   // Leading-one position of a positive AccWidth-bit value lies in 1..AccWidth-1.
-  localparam int PosWidth = $clog2(AccWidth) + 1;
+  localparam int PosWidth = $clog2(AccW) + 1;
   localparam int DiffWidth = ((PosWidth > OffsetWidth) ? PosWidth : OffsetWidth) + 1;
-  localparam logic signed [DiffWidth-1:0] MaxCode = DiffWidth'((1 << ABits) - 1);
-  // When 2^ABits-1 exceeds every possible difference (AccWidth-1), the upper clamp never acts.
-  localparam bit ClampHigh = (AccWidth - 1) > ((1 << ABits) - 1);
+  localparam logic signed [DiffWidth-1:0] MaxCode = DiffWidth'((1 << AW) - 1);
+  // When 2^AW-1 exceeds every possible difference (AccW-1), the upper clamp never acts.
+  localparam bit ClampHigh = (AccW - 1) > ((1 << AW) - 1);
 
   // Position (from 1) of the leading one of a non-negative x; 0 for x <= 0.
-  function automatic logic [PosWidth-1:0] lead_one(logic [AccWidth-1:0] x);
+  function automatic logic [PosWidth-1:0] lead_one(logic [AccW-1:0] x);
     logic [PosWidth-1:0] p;
     p = '0;
-    if (!x[AccWidth-1]) begin
-      for (int i = 0; i < AccWidth - 1; i++) begin
+    if (!x[AccW-1]) begin
+      for (int i = 0; i < AccW - 1; i++) begin
         if (x[i]) p = PosWidth'(i + 1);
       end
     end
     return p;
   endfunction
 
-  logic [Lanes*ABits-1:0] code_d;
+  logic [Lanes*AW-1:0] code_d;
 
   for (genvar l = 0; l < Lanes; l++) begin : gen_lane
-    logic [AccWidth-1:0]         x;
+    logic [AccW-1:0]             x;
     logic [PosWidth-1:0]         pos;
     logic signed [DiffWidth-1:0] diff;
-    assign x = in_data_i[l*AccWidth +: AccWidth];
+    assign x = in_data_i[l*AccW +: AccW];
 
     // Priority encoder: the highest set magnitude bit wins; x <= 0 gives position 0.
     assign pos = lead_one(x);
 
     assign diff = $signed(DiffWidth'(pos)) - $signed(DiffWidth'(offset_i));
     if (ClampHigh) begin : gen_clamp
-      assign code_d[l*ABits +: ABits] =
+      assign code_d[l*AW +: AW] =
           (diff <= 0)       ? '0 :
-          (diff >= MaxCode) ? MaxCode[ABits-1:0] : diff[ABits-1:0];
+          (diff >= MaxCode) ? MaxCode[AW-1:0] : diff[AW-1:0];
     end else begin : gen_no_clamp
-      logic [ABits-1:0] d;
-      assign d = ABits'(diff);
-      assign code_d[l*ABits +: ABits] = (diff <= 0) ? '0 : d;
+      logic [AW-1:0] d;
+      assign d = AW'(diff);
+      assign code_d[l*AW +: AW] = (diff <= 0) ? '0 : d;
     end
   end
 
   // Output register (stream_reg): one pipeline stage that holds its beat under back-pressure;
   // the payload is {user, result}.
-  logic [UserWidth+Lanes*ABits-1:0] out_payload;
+  logic [UserWidth+Lanes*AW-1:0] out_payload;
 
   stream_reg #(
-    .DataWidth(UserWidth + Lanes*ABits)
+    .DataWidth(UserWidth + Lanes*AW)
   ) u_out_reg (
     .clk_i,
     .rst_ni,

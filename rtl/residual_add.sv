@@ -65,12 +65,19 @@ module residual_add #(
     `NUQ_ELAB_FATAL((1, "residual_add: UserWidth=%0d must lie in 1..1024", UserWidth))
   end
 
+  // The widths below, clamped to their legal range: an illegal MWidth, RWidth or OutWidth then
+  // stops at its check above (the first and only error) instead of at a zero replication or a
+  // zero-width select (OutWidth=1 used to crash iverilog).
+  localparam int MW   = (MWidth < 2) ? 2 : MWidth;
+  localparam int RW   = (RWidth < 2) ? 2 : RWidth;
+  localparam int OutW = (OutWidth < 2) ? 2 : OutWidth;
+
   // An aligned operand needs its width + 15 bits (left shift by up to 15); the sum one more.
   // The saturation compares at SumWidth, which also holds the OutWidth bounds.
-  localparam int InWidth  = (MWidth > RWidth) ? MWidth : RWidth;
+  localparam int InWidth  = (MW > RW) ? MW : RW;
   localparam int AlWidth  = InWidth + 15;
-  localparam int SumWidth = ((AlWidth > OutWidth) ? AlWidth : OutWidth) + 1;
-  localparam logic signed [SumWidth-1:0] OutMax = $signed(SumWidth'({(OutWidth - 1){1'b1}}));
+  localparam int SumWidth = ((AlWidth > OutW) ? AlWidth : OutW) + 1;
+  localparam logic signed [SumWidth-1:0] OutMax = $signed(SumWidth'({(OutW - 1){1'b1}}));
   localparam logic signed [SumWidth-1:0] OutMin = -OutMax - 1;
 
   // Align a sign-extended value by a signed 5-bit shift.
@@ -83,24 +90,24 @@ module residual_add #(
     end
   endfunction
 
-  logic [Lanes*OutWidth-1:0] sum_d;
+  logic [Lanes*OutW-1:0] sum_d;
 
   for (genvar l = 0; l < Lanes; l++) begin : gen_lane
     logic signed [SumWidth-1:0] m, r, sum;
-    assign m   = SumWidth'($signed(in_m_i[l*MWidth +: MWidth]));
-    assign r   = SumWidth'($signed(in_r_i[l*RWidth +: RWidth]));
+    assign m   = SumWidth'($signed(in_m_i[l*MW +: MW]));
+    assign r   = SumWidth'($signed(in_r_i[l*RW +: RW]));
     assign sum = align(m, m_shift_i) + align(r, r_shift_i);
-    assign sum_d[l*OutWidth +: OutWidth] =
-        (sum > OutMax) ? OutMax[OutWidth-1:0] :
-        (sum < OutMin) ? OutMin[OutWidth-1:0] : sum[OutWidth-1:0];
+    assign sum_d[l*OutW +: OutW] =
+        (sum > OutMax) ? OutMax[OutW-1:0] :
+        (sum < OutMin) ? OutMin[OutW-1:0] : sum[OutW-1:0];
   end
 
   // Output register (stream_reg): one pipeline stage that holds its beat under back-pressure;
   // the payload is {user, result}.
-  logic [UserWidth+Lanes*OutWidth-1:0] out_payload;
+  logic [UserWidth+Lanes*OutW-1:0] out_payload;
 
   stream_reg #(
-    .DataWidth(UserWidth + Lanes*OutWidth)
+    .DataWidth(UserWidth + Lanes*OutW)
   ) u_out_reg (
     .clk_i,
     .rst_ni,

@@ -57,24 +57,29 @@ module shift_quant #(
     `NUQ_ELAB_FATAL((1, "shift_quant: UserWidth=%0d must lie in 1..1024", UserWidth))
   end
 
-  localparam logic [AccWidth-1:0] MaxCode = AccWidth'((1 << ABits) - 1);
+  // The widths below, clamped to their legal range: an illegal ABits or AccWidth then stops at
+  // its check above (the first and only error) instead of at a zero-width select or cast.
+  localparam int AW   = (ABits < 1) ? 1 : ABits;
+  localparam int AccW = (AccWidth < 2) ? 2 : AccWidth;
 
-  logic [Lanes*ABits-1:0] code_d;
+  localparam logic [AccW-1:0] MaxCode = AccW'((1 << AW) - 1);
+
+  logic [Lanes*AW-1:0] code_d;
 
   for (genvar l = 0; l < Lanes; l++) begin : gen_lane
-    logic [AccWidth-1:0] x, q;
-    assign x = in_data_i[l*AccWidth +: AccWidth];
+    logic [AccW-1:0] x, q;
+    assign x = in_data_i[l*AccW +: AccW];
     // Negative inputs give 0 (ReLU); the shift is logical on the non-negative value.
-    assign q = x[AccWidth-1] ? '0 : (x >> shift_i);
-    assign code_d[l*ABits +: ABits] = (q > MaxCode) ? MaxCode[ABits-1:0] : q[ABits-1:0];
+    assign q = x[AccW-1] ? '0 : (x >> shift_i);
+    assign code_d[l*AW +: AW] = (q > MaxCode) ? MaxCode[AW-1:0] : q[AW-1:0];
   end
 
   // Output register (stream_reg): one pipeline stage that holds its beat under back-pressure;
   // the payload is {user, result}.
-  logic [UserWidth+Lanes*ABits-1:0] out_payload;
+  logic [UserWidth+Lanes*AW-1:0] out_payload;
 
   stream_reg #(
-    .DataWidth(UserWidth + Lanes*ABits)
+    .DataWidth(UserWidth + Lanes*AW)
   ) u_out_reg (
     .clk_i,
     .rst_ni,

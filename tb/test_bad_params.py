@@ -6,6 +6,9 @@ outside"):
   name that would reach a path outside ``sim_build/``, ``-n`` outside the split;
 * ``$readmemh`` memory images (``tb.common.memfile.check_build``, run before every build): a
   missing, short, long or too wide image is refused naming the file and the parameter;
+* impossible RTL parameters (residual_add, log2_act, shift_quant): the module's own elaboration
+  message naming the parameter is the first and only error on both simulators (``ABits=0`` used
+  to stop Icarus with compiler errors, residual_add ``OutWidth=1`` to crash it).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tb.common.elab import assert_own_error_only
 from tb.common.memfile import MemImageError, check_build, check_image
 from tb.common.runner import ROOT, run_cocotb
 from tb.engine_sim import cli, main as engine_main, safe_tag, select_images
@@ -201,3 +205,26 @@ endmodule
     wgt.unlink()
     with pytest.raises(MemImageError, match=r"l_wgt.memh .*: memory image is missing"):
         check_build("top_gen", [str(sv)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Impossible RTL parameters
+# ---------------------------------------------------------------------------------------------
+
+BAD_PARAMS = [
+    ("residual_add", {"OutWidth": 1}), ("residual_add", {"OutWidth": 0}),
+    ("residual_add", {"MWidth": 0}), ("residual_add", {"RWidth": 0}),
+    ("residual_add", {"Lanes": 0}), ("residual_add", {"UserWidth": 0}),
+    ("log2_act", {"ABits": 0}), ("log2_act", {"AccWidth": 0}), ("log2_act", {"AccWidth": 1}),
+    ("log2_act", {"Lanes": 0}),
+    ("shift_quant", {"ABits": 0}), ("shift_quant", {"AccWidth": 0}),
+    ("shift_quant", {"AccWidth": 1}), ("shift_quant", {"Lanes": 0}),
+]
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("top,params", BAD_PARAMS,
+                         ids=[f"{t}-{k}{v}" for t, p in BAD_PARAMS for k, v in p.items()])
+def test_own_message_first_and_only(top: str, params: dict, sim: str) -> None:
+    (key, value), = params.items()
+    assert_own_error_only(top, [f"{top}.sv", "stream_reg.sv"], params, sim, f"{key}={value}")

@@ -44,6 +44,8 @@ def elaborate(toplevel: str, sources: Sequence[str], parameters: Mapping[str, An
                + [f"-P{toplevel}.{k}={_sv_value(v)}" for k, v in parameters.items()] + srcs)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         out += p.stdout + p.stderr
+        if p.returncode < 0:  # e.g. a segfault of the compiler on a zero-width construct
+            out += f"\nerror: iverilog crashed (signal {-p.returncode})\n"
         if p.returncode != 0:
             return False, out
         # Nothing drives the clock: a design that passed its checks just ends at time 0.
@@ -61,3 +63,30 @@ def assert_elab_fails(toplevel: str, sources: Sequence[str], parameters: Mapping
     assert not ok, f"{toplevel} on {sim} accepted {dict(parameters)}:\n{out[-2000:]}"
     assert message in out, (f"{toplevel} on {sim} failed with {dict(parameters)} but did not "
                             f"print {message!r}:\n{out[-2000:]}")
+
+
+def error_lines(output: str, sim: str) -> list[str]:
+    """The lines of ``output`` that report an error: on Icarus compiler ``error:`` lines and
+    time-0 ``FATAL`` lines; on Verilator ``%Error`` lines and ``USERFATAL`` ($fatal) lines,
+    leaving out its closing ``%Error: Exiting due to ...`` summary."""
+    lines = [ln.strip() for ln in output.splitlines()]
+    if sim == "icarus":
+        return [ln for ln in lines if "error" in ln.lower() or ln.startswith("FATAL")]
+    return [ln for ln in lines if ln.startswith(("%Error", "%Warning-USERFATAL"))
+            and "Exiting due to" not in ln]
+
+
+def assert_own_error_only(toplevel: str, sources: Sequence[str], parameters: Mapping[str, Any],
+                          sim: str, message: str) -> None:
+    """Raise AssertionError unless elaboration with ``parameters`` fails on ``sim`` with the
+    module's own message (containing ``message``) as the first error, and every other error
+    line is one of the module's own ``$fatal`` checks (no compiler error, no crash)."""
+    ok, out = elaborate(toplevel, sources, parameters, sim)
+    errs = error_lines(out, sim)
+    assert not ok, f"{toplevel} on {sim} accepted {dict(parameters)}:\n{out[-2000:]}"
+    assert errs and message in errs[0], (f"{toplevel} on {sim} with {dict(parameters)}: first "
+                                         f"error is not {message!r}:\n{out[-2000:]}")
+    own = f"{toplevel}: "
+    other = [e for e in errs[1:] if own not in e]
+    assert not other, (f"{toplevel} on {sim} with {dict(parameters)}: errors besides the "
+                       f"module's own: {other[:3]}")

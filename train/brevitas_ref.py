@@ -230,7 +230,7 @@ def compare(bits: Sequence[int], epochs: int, sim_n: int, log=print) -> str:
             steps.append(rtl.get("wall_s", 0.0))
             mb = memory_bits(mdir)
             rows.append((wa, kind, 100 * acc, _five_seed(wa) if kind.startswith("ours") else
-                         "—", extra, f"{rtl['bit_exact']}/{sim_n or 360}",
+                         "—", extra, f"{rtl['bit_exact']}/{rtl.get('images', sim_n or 360)}",
                          rtl["cycles_per_image"], mb))
     wall = time.time() - t0
     lines = ["# Brevitas uniform QAT vs our Gaussian threshold quantizer (digits)", "",

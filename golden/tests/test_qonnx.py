@@ -9,6 +9,8 @@ rounding included.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -22,6 +24,7 @@ from golden.random_model import random_images, random_model
 
 pytest.importorskip("qonnx")
 Q = "qonnx.custom_op.general"
+DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,7 +50,7 @@ def test_export_random_model_bit_exact(seed: int, dtype: str, n: int) -> None:
 def test_export_digits_subset(tmp_path) -> None:
     """The shipped digits model (residual add with shift 5) on 8 test images, via the CLI."""
     out = tmp_path / "d.onnx"
-    assert main(["to-qonnx", "models/digits", str(out), "--check", "8"]) == 0
+    assert main(["to-qonnx", str(DIGITS), str(out), "--check", "8"]) == 0
     proto = onnx.load(str(out))
     assert {"Conv", "MultiThreshold", "MaxPool", "MatMul"} <= {n.op_type for n in proto.graph.node}
 

@@ -58,7 +58,9 @@ $(VENV)/.installed: requirements.txt
 
 # ---- tests ----------------------------------------------------------------------------------
 test: setup lint
+	rm -rf sim_build/fcov
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra --durations=15 golden tb train synth hwgen
+	@$(PY) -m tb.common.coverage || true
 
 test-golden: setup
 	$(PY) -m pytest -q golden
@@ -137,6 +139,37 @@ waves-threshold: setup
 	grep -E "^SEED=|passed|failed" sim_build/waves-threshold.log; \
 	grep -E "^waves: " sim_build/waves-threshold.log || \
 	  { echo "no waves written; see sim_build/waves-threshold.log"; exit 1; }
+
+# ---- verification (docs/verification.md) ----------------------------------------------------
+.PHONY: formal coverage regress
+# Every SymbiYosys proof of formal/ (each block x parameter set), then the mutation check (each
+# mutant must make its proof fail). make test runs a quick subset (tb/test_formal.py).
+formal: setup
+	$(PY) -m formal.run
+	$(PY) -m formal.run --mutate
+
+# Verilator line + toggle coverage of rtl/ over every Verilator test (the make-test subset of
+# parameter sets), merged per module, annotated sources under sim_build/coverage/; functional
+# coverage of those runs.
+coverage: setup
+	rm -rf sim_build/coverage sim_build/fcov
+	COVERAGE=1 $(PY) -m pytest -n $(JOBS) --dist loadgroup -q -ra -k verilator tb
+	$(PY) -m tb.common.codecov
+	$(PY) -m tb.common.coverage
+
+# Full regression: every parameter set on both simulators, >= REGRESS_BEATS random beats per
+# set, Verilator code coverage and functional coverage merged, every formal proof; one summary
+# table at the end (sim_build/regress.md). Long: see docs/verification.md for its wall time.
+REGRESS_BEATS ?= 10000
+regress: setup lint
+	rm -rf sim_build/coverage sim_build/fcov; mkdir -p sim_build
+	@date +%s > sim_build/regress.start
+	REGRESS=1 TB_BEATS=$(REGRESS_BEATS) COVERAGE=1 $(PY) -m pytest -n $(JOBS) --dist loadgroup \
+	  -q -ra --junitxml=sim_build/regress.xml golden tb train synth hwgen; \
+	  echo $$? > sim_build/regress.pytest_rc
+	@date +%s > sim_build/regress.tests_end
+	$(PY) -m formal.run; echo $$? > sim_build/regress.formal_rc
+	$(PY) -m tb.common.regress
 
 clean:
 	rm -rf sim_build sim_build_* .pytest_cache .hypothesis

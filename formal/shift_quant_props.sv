@@ -4,7 +4,7 @@
 // and resets anywhere: the k-th output beat is {user_k, y_k} of the k-th input beat with
 //   y = min(floor(max(x, 0) / 2^s), 2^ABits - 1)  per lane,
 // written here with a division (the RTL uses a shift and a compare), plus the stream properties
-// of formal/stream_check.sv and the ready rule of its output register.
+// of formal/stream_check.sv (with the ready rule of its output register).
 module shift_quant_props #(
   parameter int AccWidth  = 8,
   parameter int ABits     = 3,
@@ -53,7 +53,4 @@ module shift_quant_props #(
     .idx_i, .out_valid_i(out_valid), .out_ready_i(out_ready), .out_data_i({out_user, out_data})
   );
 
-  always @(*) begin
-    if (rst_ni) assert (in_ready == (!out_valid || out_ready));
-  end
 endmodule

@@ -15,8 +15,9 @@
 // The input side is driven by the solver (anyseq) and ASSUMED to obey the protocol (valid held
 // until accepted, payload stable while stalled: the contract the block may rely on).
 // Reset: rst_ni is free after the first cycle (which is reset): a reset drops the beats inside.
-// Exact = 1: the block is one register stage: out_valid == (occupancy != 0) and the held beat is
-// the oldest, which also makes the tracked-beat proof inductive.
+// Exact = 1: the block is one register stage (rtl/stream_reg.sv): out_valid == (occupancy != 0),
+// in_ready == !out_valid || out_ready, and the held beat is the oldest, which also makes the
+// tracked-beat proof inductive.
 module stream_check #(
   parameter int Width = 8,
   parameter int InWidth = Width,
@@ -88,7 +89,12 @@ module stream_check #(
         assert (track_set);
         assert (out_data_i == track_data);
       end
-      if (Exact) assert (out_valid_i == (occ != 0));
+      if (Exact) begin
+        // one register stage: valid iff a beat is inside; ready rule of rtl/stream_reg.sv
+        // (a full register that drains takes a new beat in the same cycle: full throughput)
+        assert (out_valid_i == (occ != 0));
+        assert (in_ready_i == (!out_valid_i || out_ready_i));
+      end
     end
   end
 

@@ -30,7 +30,4 @@ module stream_reg_props #(
     .idx_i, .out_valid_i(out_valid), .out_ready_i(out_ready), .out_data_i(out_data)
   );
 
-  always @(*) begin
-    if (rst_ni) assert (in_ready == (!out_valid || out_ready));
-  end
 endmodule

@@ -14,13 +14,15 @@ import pytest
 import cocotb
 
 from golden import ops
+from tb.common import coverage as fcov
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, run_reset_mid_stream, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
 from tb.common.stream import pack, signed_range
-from tb.common.sweep import sweep_cases
+from tb.common.sweep import random_beats, sweep_cases
 
-N_RANDOM = 3000
+N_RANDOM = random_beats(3000)
+SIZED_BY_TB_BEATS = True  # N_RANDOM follows TB_BEATS (make regress)
 PHASES = 6
 
 
@@ -29,6 +31,7 @@ def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
     rng, seed = tb_rng(name)
     env = StreamEnv(dut, f"log2_act {name}", {"x": dut.in_data_i, "u": dut.in_user_i},
                     {"y": dut.out_data_o, "u": dut.out_user_o}, rng, seed, bubble, bp)
+    fcov.start_watch(fcov.block_coverage("log2_act"), dut)
     return env, p
 
 
@@ -40,6 +43,7 @@ def max_offset(p: dict) -> int:
 
 def _expect(env: StreamEnv, p: dict, xs: list[int], offset: int, what: str = "") -> None:
     y = ops.log2_act(np.array(xs, dtype=np.int64), offset, p["ABits"], p["AccWidth"])
+    fcov.sample_log2_act(fcov.block_coverage("log2_act"), p, xs, y, offset)
     u = env.rng.getrandbits(p["UserWidth"])
     env.send({"x": pack(xs, p["AccWidth"]), "u": u}, {"y": pack(y, p["ABits"]), "u": u},
              f"x={xs} offset={offset} user={u} {what}")

@@ -14,13 +14,15 @@ import pytest
 import cocotb
 
 from golden import ops
+from tb.common import coverage as fcov
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, run_reset_mid_stream, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
 from tb.common.stream import pack, signed_range
-from tb.common.sweep import sweep_cases
+from tb.common.sweep import random_beats, sweep_cases
 
-N_RANDOM = 3000
+N_RANDOM = random_beats(3000)
+SIZED_BY_TB_BEATS = True  # N_RANDOM follows TB_BEATS (make regress)
 PHASES = 6
 SHIFT_MIN, SHIFT_MAX = -15, 15
 
@@ -31,6 +33,7 @@ def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
     env = StreamEnv(dut, f"residual_add {name}",
                     {"m": dut.in_m_i, "r": dut.in_r_i, "u": dut.in_user_i},
                     {"s": dut.out_data_o, "u": dut.out_user_o}, rng, seed, bubble, bp)
+    fcov.start_watch(fcov.block_coverage("residual_add"), dut)
     return env, p
 
 
@@ -38,6 +41,7 @@ def _expect(env: StreamEnv, p: dict, ms: list[int], rs: list[int], shifts: tuple
             what: str = "") -> None:
     s = ops.residual_add(np.array(ms, dtype=np.int64), np.array(rs, dtype=np.int64),
                          p["OutWidth"], p["MWidth"], p["RWidth"], shifts)
+    fcov.sample_residual_add(fcov.block_coverage("residual_add"), p, ms, rs, shifts)
     u = env.rng.getrandbits(p["UserWidth"])
     env.send({"m": pack(ms, p["MWidth"]), "r": pack(rs, p["RWidth"]), "u": u},
              {"s": pack(s, p["OutWidth"]), "u": u},

@@ -12,13 +12,15 @@ import pytest
 import cocotb
 
 from golden import ops
+from tb.common import coverage as fcov
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, run_reset_mid_stream, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
 from tb.common.stream import pack, signed_range
-from tb.common.sweep import sweep_cases
+from tb.common.sweep import random_beats, sweep_cases
 
-N_RANDOM = 3000
+N_RANDOM = random_beats(3000)
+SIZED_BY_TB_BEATS = True  # N_RANDOM follows TB_BEATS (make regress)
 
 
 def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
@@ -26,11 +28,13 @@ def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
     rng, seed = tb_rng(name)
     env = StreamEnv(dut, f"shift_quant {name}", {"x": dut.in_data_i, "u": dut.in_user_i},
                     {"y": dut.out_data_o, "u": dut.out_user_o}, rng, seed, bubble, bp)
+    fcov.start_watch(fcov.block_coverage("shift_quant"), dut)
     return env, p
 
 
 def _expect(env: StreamEnv, p: dict, xs: list[int], shift: int, what: str = "") -> None:
     y = ops.shift_quant(np.array(xs), shift, p["ABits"], p["AccWidth"])
+    fcov.sample_shift_quant(fcov.block_coverage("shift_quant"), p, xs, y, shift)
     u = env.rng.getrandbits(p["UserWidth"])
     env.send({"x": pack(xs, p["AccWidth"]), "u": u}, {"y": pack(y, p["ABits"]), "u": u},
              f"x={xs} shift={shift} user={u} {what}")

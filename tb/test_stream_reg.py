@@ -16,13 +16,15 @@ import pytest
 import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
+from tb.common import coverage as fcov
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.runner import SIMS, run_cocotb
 from tb.common.stream import is_high
-from tb.common.sweep import sweep_cases
+from tb.common.sweep import random_beats, sweep_cases
 
-N_RANDOM = 3000
+N_RANDOM = random_beats(3000)
+SIZED_BY_TB_BEATS = True  # N_RANDOM follows TB_BEATS (make regress)
 PHASES = 6
 SRCS = ["stream_reg.sv"]
 
@@ -32,11 +34,13 @@ def _env(dut, name: str, bubble: float, bp: float) -> tuple[StreamEnv, dict]:
     rng, seed = tb_rng(name)
     env = StreamEnv(dut, f"stream_reg {name}", {"d": dut.in_data_i}, {"d": dut.out_data_o},
                     rng, seed, bubble, bp)
+    fcov.start_watch(fcov.block_coverage("stream_reg"), dut)
     return env, p
 
 
 def _send(env: StreamEnv, payload: int, what: str = "") -> None:
     """Queue one payload; the identity is its expected output."""
+    fcov.sample_stream_reg(fcov.block_coverage("stream_reg"), tb_params(), payload)
     env.send({"d": payload}, {"d": payload}, f"payload={payload:#x} {what}")
 
 

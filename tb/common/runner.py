@@ -15,10 +15,13 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cocotb_tools.runner import get_runner
+
+from .sweep import tb_beats
 
 from .memfile import check_build
 
@@ -140,26 +143,46 @@ def run_cocotb(
         (build_dir / f"{toplevel}.fst").unlink(missing_ok=True)
     if coverage_enabled(sim):
         (build_dir / "coverage.dat").unlink(missing_ok=True)
-    results = runner.test(
-        hdl_toplevel=toplevel,
-        test_module=test_module,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        seed=seed,
-        waves=waves,
-        test_args=test_args,
-        extra_env=env,
-        timescale=("1ns", "1ps"),
-    )
-    _check_results(results, toplevel, sim, seed)
-    if coverage_enabled(sim):
-        _keep_coverage(build_dir, toplevel, parameters, seed)
+    for run in range(extra_runs(test_module) + 1):
+        # Regressions (TB_BEATS) repeat a testbench that sizes its random test with a fixed
+        # N_RANDOM with the next seeds, until it has sent at least TB_BEATS random beats.
+        run_seed = seed + run
+        env["TB_SEED"] = str(run_seed)
+        if run:
+            print(f"TB_BEATS: repeat {run} of {toplevel} on {sim} with SEED={run_seed}")
+        results = runner.test(
+            hdl_toplevel=toplevel,
+            test_module=test_module,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            seed=run_seed,
+            waves=waves,
+            test_args=test_args,
+            extra_env=env,
+            timescale=("1ns", "1ps"),
+        )
+        _check_results(results, toplevel, sim, run_seed)
+        if coverage_enabled(sim):
+            _keep_coverage(build_dir, toplevel, parameters, run_seed)
     if waves:
         fst = build_dir / (toplevel + ".fst")
         if not fst.is_file() or fst.stat().st_size == 0:
             raise AssertionError(f"{toplevel} on {sim}: WAVES=1 but no waves in {fst}")
         print(f"waves: {fst}")
     return build_dir
+
+
+def extra_runs(test_module: str) -> int:
+    """How many more runs (next seeds) ``test_module`` needs to reach ``TB_BEATS`` random beats:
+    0 without TB_BEATS, for a module that reads TB_BEATS itself (``random_beats`` in
+    tb/common/sweep.py sets N_RANDOM from it), or one without an ``N_RANDOM``."""
+    want = tb_beats()
+    mod = sys.modules.get(test_module)
+    n = getattr(mod, "N_RANDOM", None) if mod is not None else None
+    if want is None or not isinstance(n, int) or n <= 0 or getattr(mod, "SIZED_BY_TB_BEATS",
+                                                                   False):
+        return 0
+    return max(0, -(-want // n) - 1)
 
 
 def _keep_coverage(build_dir: Path, toplevel: str, parameters: Mapping[str, Any],

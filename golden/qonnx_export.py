@@ -13,6 +13,8 @@ qonnx's execution gives golden's logits bit for bit. The mapping (``docs/qonnx.m
 * ``log2`` -> ``MultiThreshold`` with one global row ``T_k = 2^(offset + k - 1)``,
   ``k = 1 .. 2^A - 1`` (a threshold above the input range is stored as ``2^(B-1)``, never
   reached): ``#{k : x >= 2^(s+k-1)} = clamp(bitlength(max(x, 0)) - s, 0, 2^A - 1)``;
+* ``requant`` (``clamp((x M + round) >> n, 0, 2^A - 1)``, monotone) -> ``MultiThreshold`` with
+  its exact thresholds (:func:`golden.ops.requant_thresholds`);
 * ``shift`` -> ``Mul(2^-s)`` -> ``Floor`` -> ``Clip(0, 2^A - 1)`` (exact: a power-of-two scale
   and a floor of an integer-valued float);
 * ``maxpool`` -> ``MaxPool`` (no padding, floor mode);
@@ -37,6 +39,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from . import ops
 from .model import IntModel, TensorType
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -162,6 +165,9 @@ def _act(b: _Builder, model: IntModel, i: int, x: str) -> str:
         return b.node("Clip", [y, b.init(f"{name}.lo", 0), b.init(f"{name}.hi", levels)], name)
     if lay.op == "threshold":
         t = lay.arrays["thresholds"]
+    elif lay.op == "requant":  # monotone: its exact thresholds (golden.ops.requant_thresholds)
+        t = ops.requant_thresholds(lay.arrays["multiplier"], lay.arrays["shift"], a["a_bits"],
+                                   (1 << (xt.bits - 1)) - 1, a["m_bits"], a["n_bits"])
     else:  # log2: T_k = 2^(s + k - 1); beyond the input's range -> 2^(B-1), never reached
         e = np.minimum(a["offset"] + np.arange(levels), xt.bits - 1)
         t = (2.0 ** e)[None, :]
@@ -200,7 +206,7 @@ def to_qonnx(model: IntModel, dtype: str = "auto") -> onnx.ModelProto:
         xs = [names[s] for s in lay.inputs]
         if lay.op in ("conv2d", "dense"):
             y = _linear(b, model, i, xs[0])
-        elif lay.op in ("threshold", "log2", "shift"):
+        elif lay.op in ("threshold", "log2", "shift", "requant"):
             y = _act(b, model, i, xs[0])
         elif lay.op == "maxpool":
             k, s = lay.attrs["kernel"], lay.attrs["stride"]

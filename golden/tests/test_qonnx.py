@@ -47,6 +47,26 @@ def test_export_random_model_bit_exact(seed: int, dtype: str, n: int) -> None:
     np.testing.assert_array_equal(got, predict(m, x)[0])
 
 
+def test_export_requant_bit_exact() -> None:
+    """The requantizer (per-channel multiplier and shift) as a MultiThreshold."""
+    from golden.model import IntModel, Layer, validate
+    rng = np.random.default_rng(3)
+    m = random_model(5)
+    stem = m.layer("stem")
+    c = stem.attrs["out_channels"]
+    n = int(np.prod(m.types["stem"].shape))
+    layers = [stem, Layer("rq", "requant", ["stem"], {"a_bits": 3, "m_bits": 8, "n_bits": 4},
+                          {"multiplier": rng.integers(0, 256, size=c),
+                           "shift": rng.integers(0, 12, size=c)}),
+              Layer("fc", "dense", ["rq"], {"in_features": n, "out_features": 3, "w_bits": 3,
+                                            "acc_bits": 16},
+                    {"weight": rng.integers(-3, 4, size=(3, n))})]
+    small = validate(IntModel("rq", m.input_shape, m.input_bits, layers, "fc"))
+    x = random_images(small, 24, 1)
+    np.testing.assert_array_equal(as_integers(run_qonnx(to_qonnx(small), x)),
+                                  predict(small, x)[0])
+
+
 def test_export_digits_subset(tmp_path) -> None:
     """The shipped digits model (residual add with shift 5) on 8 test images, via the CLI."""
     out = tmp_path / "d.onnx"

@@ -37,7 +37,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from golden import ops
-from golden.model import ACT_OPS, IntModel, Layer
+from golden.lower import lower_requant
+from golden.model import ACT_OPS, ExportError, IntModel, Layer
 from tb.common.memfile import write_threshold_image
 
 MAC_OPS = ("conv2d", "dense")
@@ -231,6 +232,25 @@ def window_fifo_depth(model: IntModel, name: str, pe: int, simd: int) -> int:
     return max(2, -(-scan_gap(h, w, a["kernel"], a["stride"], a["pad"]) // b))
 
 
+def window_fifo_used(model: IntModel, name: str, pe: int, simd: int, interval: int) -> bool:
+    """Whether the generator puts the window FIFO (:func:`window_fifo_depth`) in front of conv
+    ``name``'s mvau when the pipeline's interval is ``interval`` cycles per image. Without it
+    the mvau holds a window for B cycles while the window register holds the next one, and the
+    scan steps that emit no window (row ends, padding rows: ``(H+2P)(W+2P) - windows``) idle
+    the mvau: ``windows * B + steps - windows`` cycles per image. When that fits the interval
+    (a layer folded well below the bottleneck, e.g. the UP5K build) the FIFO only costs
+    flip-flops (K*K*Cin*A bits a word) and is left out; the interval is unchanged."""
+    depth = window_fifo_depth(model, name, pe, simd)
+    if depth == 0:
+        return False
+    lay = model.layer(name)
+    g = mac_geometry(model, name)
+    b = -(-g["cout"] // pe) * -(-g["n"] // simd)
+    h, w, _ = _shape3(model.types[lay.inputs[0]].shape)
+    steps = (h + 2 * lay.attrs["pad"]) * (w + 2 * lay.attrs["pad"])
+    return g["pixels"] * b + steps - g["pixels"] > interval
+
+
 def expected_cycles_per_image(model: IntModel, folding: Mapping[str, tuple[int, int]]) -> int:
     """The pipeline's steady-state interval between images: the slowest unit's cycles per
     image (:func:`unit_cycles`)."""
@@ -276,6 +296,14 @@ def mac_bound_width(chunks: int, simd: int, a_bits: int, w_bits: int, bias_width
                             + (1 << (bias_width - 1)))
 
 
+# Products whose activation or weight code has at most this many bits are written as shifted
+# partial products (mac_array LutMul=1): synthesis then builds them from LUTs and carry logic
+# instead of a DSP block. Yosys maps even a 2 x 2-bit product to an ECP5 MULT18X18D (measured,
+# docs/dataflow.md), which wastes the block and puts its slow combinational path into the MAC
+# stage; wider products (e.g. 8-bit weights x 5-bit codes) keep the multiplier.
+LUT_MUL_MAX_BITS = 4
+
+
 def mvau_params(wmat: np.ndarray, bias: np.ndarray | None, a_bits: int, w_bits: int,
                 acc_bits: int, pe: int, simd: int, act: str = "none", act_bits: int = 0,
                 act_param: int = 0, in_mode: int = 0, binary_search: int = 0
@@ -283,7 +311,9 @@ def mvau_params(wmat: np.ndarray, bias: np.ndarray | None, a_bits: int, w_bits: 
     """The integer parameters of an ``mvau`` instance computing ``bias + wmat @ x`` (``wmat``
     (Cout, N)) at folding (pe, simd), with activation ``act`` (``none`` / ``threshold`` /
     ``log2`` / ``shift``). AccWidth covers mac_array's bound, the export's ``acc_bits`` + 1
-    (shift/offset ports) and the activation's code width + 2."""
+    (shift/offset ports) and the activation's code width + 2. Every mvau registers the
+    issued beat once more (InReg=1: the weight ROM's output does not feed the multipliers
+    directly) and writes narrow products for LUTs (:data:`LUT_MUL_MAX_BITS`)."""
     cout, n = wmat.shape
     bias_bound = int(np.abs(bias).max(initial=0)) if bias is not None else 0
     bias_width = max(2, ops.signed_width(bias_bound))
@@ -295,7 +325,8 @@ def mvau_params(wmat: np.ndarray, bias: np.ndarray | None, a_bits: int, w_bits: 
     return dict(Pe=pe, Simd=simd, N=n, Cout=cout, ABits=a_bits, WBits=w_bits,
                 AccWidth=acc_width, BiasWidth=bias_width, Act=ACT_CODE[act],
                 ActBits=max(act_bits, 1), ActParam=act_param, AccBits=acc_bits,
-                BinarySearch=binary_search, InMode=in_mode)
+                BinarySearch=binary_search, InMode=in_mode, InReg=1,
+                LutMul=int(min(a_bits, w_bits) <= LUT_MUL_MAX_BITS))
 
 
 def write_mvau_images(out_dir: str | Path, prefix: str, wmat: np.ndarray,
@@ -507,8 +538,9 @@ def _check_model(model: IntModel) -> None:
 
 
 def _mac_unit(top: _Top, model: IntModel, lay: Layer, act: Layer | None, pe: int, simd: int,
-              src: str, dst: str, out_dir: Path, binary_search: int) -> None:
-    """sliding_window (conv) or dense_buffer (dense) + mvau of MAC layer ``lay``."""
+              src: str, dst: str, out_dir: Path, binary_search: int, interval: int) -> None:
+    """sliding_window (conv) or dense_buffer (dense) + mvau of MAC layer ``lay``; ``interval``:
+    the pipeline's cycles per image (decides the window FIFO, :func:`window_fifo_used`)."""
     t_in = model.types[lay.inputs[0]]
     ih, iw, ic = _shape3(t_in.shape)
     wmat = lay.arrays["weight"].reshape(lay.arrays["weight"].shape[0], -1)
@@ -548,6 +580,8 @@ def _mac_unit(top: _Top, model: IntModel, lay: Layer, act: Layer | None, pe: int
                                               Kernel=k, Stride=s, Pad=pad),
                   f"u_win_{_sv_id(lay.name)}", src, win)
             depth = window_fifo_depth(model, lay.name, pe, simd)
+            if depth and not window_fifo_used(model, lay.name, pe, simd, interval):
+                depth = 0
             if depth:
                 wq = top.stream(f"wq_{_sv_id(lay.name)}", n * t_in.bits)
                 _inst(top, "stream_fifo", dict(Width=n * t_in.bits, Depth=depth),
@@ -557,17 +591,105 @@ def _mac_unit(top: _Top, model: IntModel, lay: Layer, act: Layer | None, pe: int
     top.info.setdefault("mvau", {})[lay.name] = dict(
         pe=pe, simd=simd, act=kind, fused=act.name if act is not None else None,
         acc_width=p["AccWidth"], chunks=-(-n // simd), groups=-(-p["Cout"] // pe),
-        window_fifo=0 if dense else window_fifo_depth(model, lay.name, pe, simd),
+        window_fifo=0 if dense or not window_fifo_used(model, lay.name, pe, simd, interval)
+        else window_fifo_depth(model, lay.name, pe, simd),
         input_fifo=0 if dense else input_fifo_depth(model, lay.name))
 
 
+def serial_threshold_cycles(model: IntModel, name: str) -> int:
+    """Cycles per image of threshold layer ``name`` in the serial form (:func:`_serial_thr`):
+    one binary-search step per cycle, ``pixels * C * A``."""
+    lay = model.layer(name)
+    x = model.types[lay.inputs[0]]
+    return _pixels(model, lay.inputs[0]) * _shape3(x.shape)[2] * lay.attrs["a_bits"]
+
+
+def _serial_thr(top: _Top, lay: Layer, x_bits: int, c: int, a_bits: int, src: str, dst: str
+                ) -> None:
+    """A threshold layer as a serial binary search (a quantizer that is not fused into a MAC
+    layer, where the pipeline's interval leaves room: C * A cycles a pixel): one signed
+    comparator for the whole layer; channel c, step s compares the held pixel's lane c with
+    T[c][prefix | 2^(A-1-s)] from a constant table (a case statement: LUTs), the code of lane c
+    is kept after step A-1, and the pixel's C codes go to the output register after the last
+    channel's last step (the input pixel is taken then). Same result as threshold_quant for
+    ascending thresholds (golden.ops.check_thresholds); the parallel form costs 2^A - 1
+    comparators per channel."""
+    uid = _sv_id(lay.name)
+    t = np.asarray(lay.arrays["thresholds"], dtype=np.int64).reshape(c, -1)
+    cw, sw = max(1, (c - 1).bit_length()), max(1, (a_bits - 1).bit_length())
+    mask = (1 << x_bits) - 1
+    rows = "\n".join(f"      {cw + a_bits}'d{(ch << a_bits) | (k + 1)}: sq_t_{uid} = "
+                      f"{x_bits}'h{int(t[ch, k]) & mask:x};"
+                      for ch in range(c) for k in range(t.shape[1]))
+    keep = f"{{sq_code_{uid}, sq_acc_q_{uid}[{(c - 1) * a_bits - 1}:0]}}" if c > 1 \
+        else f"sq_code_{uid}"
+    top.decls.append(f"""  logic [{cw - 1}:0] sq_c_q_{uid};
+  logic [{sw - 1}:0] sq_s_q_{uid};
+  logic [{a_bits - 1}:0] sq_p_q_{uid}, sq_k_{uid}, sq_code_{uid};
+  logic [{c * a_bits - 1}:0] sq_acc_q_{uid}, sq_out_q_{uid};
+  logic signed [{x_bits - 1}:0] sq_x_{uid}, sq_t_{uid};
+  logic sq_ov_q_{uid}, sq_last_{uid}, sq_fin_{uid}, sq_go_{uid};""")
+    top.body.append(f"""  // threshold {lay.name}: serial binary search ({c} channels x {a_bits} steps a pixel)
+  assign sq_k_{uid}    = sq_p_q_{uid} | ({a_bits}'(1) << ({a_bits}'({a_bits - 1}) - {a_bits}'(sq_s_q_{uid})));
+  assign sq_x_{uid}    = {src}_data[sq_c_q_{uid}*{x_bits} +: {x_bits}];
+  always_comb begin
+    case ({{sq_c_q_{uid}, sq_k_{uid}}})
+{rows}
+      default: sq_t_{uid} = '0;
+    endcase
+  end
+  assign sq_code_{uid} = (sq_x_{uid} >= sq_t_{uid}) ? sq_k_{uid} : sq_p_q_{uid};
+  assign sq_last_{uid} = (sq_s_q_{uid} == {sw}'({a_bits - 1}));
+  assign sq_fin_{uid}  = sq_last_{uid} & (sq_c_q_{uid} == {cw}'({c - 1}));
+  assign sq_go_{uid}   = {src}_valid & (~sq_fin_{uid} | ~sq_ov_q_{uid} | {dst}_ready);
+  assign {src}_ready   = sq_fin_{uid} & (~sq_ov_q_{uid} | {dst}_ready);
+  assign {dst}_valid   = sq_ov_q_{uid};
+  assign {dst}_data    = sq_out_q_{uid};
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      sq_c_q_{uid}  <= '0;
+      sq_s_q_{uid}  <= '0;
+      sq_p_q_{uid}  <= '0;
+      sq_ov_q_{uid} <= 1'b0;
+    end else begin
+      if (sq_go_{uid}) begin
+        if (sq_last_{uid}) begin
+          sq_p_q_{uid} <= '0;
+          sq_s_q_{uid} <= '0;
+          sq_c_q_{uid} <= sq_fin_{uid} ? '0 : sq_c_q_{uid} + {cw}'(1);
+        end else begin
+          sq_p_q_{uid} <= sq_code_{uid};
+          sq_s_q_{uid} <= sq_s_q_{uid} + {sw}'(1);
+        end
+      end
+      if (sq_go_{uid} && sq_fin_{uid}) begin
+        sq_ov_q_{uid} <= 1'b1;
+      end else if ({dst}_ready) begin
+        sq_ov_q_{uid} <= 1'b0;
+      end
+    end
+  end
+  always_ff @(posedge clk_i) begin
+    if (sq_go_{uid} && sq_last_{uid}) sq_acc_q_{uid}[sq_c_q_{uid}*{a_bits} +: {a_bits}] <= sq_code_{uid};
+    if (sq_go_{uid} && sq_fin_{uid}) sq_out_q_{uid} <= {keep};
+  end
+""")
+
+
 def _act_unit(top: _Top, model: IntModel, lay: Layer, src: str, dst: str, out_dir: Path,
-              binary_search: int) -> None:
-    """threshold_quant / log2_act / shift_quant with Lanes = C on one pixel per beat."""
+              binary_search: int, interval: int) -> None:
+    """threshold_quant / log2_act / shift_quant with Lanes = C on one pixel per beat; a
+    threshold layer whose serial form fits ``interval`` (:func:`serial_threshold_cycles`) as
+    :func:`_serial_thr` instead."""
     x = model.types[lay.inputs[0]]
     c = _shape3(x.shape)[2]
     a_bits = lay.attrs["a_bits"]
     uid = _sv_id(lay.name)
+    if lay.op == "threshold" and serial_threshold_cycles(model, lay.name) <= interval:
+        _serial_thr(top, lay, x.bits, c, a_bits, src, dst)
+        top.info.setdefault("serial_threshold", {})[lay.name] = serial_threshold_cycles(
+            model, lay.name)
+        return
     if lay.op == "threshold":
         f = write_threshold_image(out_dir / f"{lay.name}_thr.memh", lay.arrays["thresholds"],
                                   a_bits, x.bits)
@@ -599,6 +721,67 @@ def _act_unit(top: _Top, model: IntModel, lay: Layer, src: str, dst: str, out_di
           f"\n    .{port:<11}({width}'d{param}),\n    .in_user_i  (1'b0),"
           f"\n    .out_user_o (unused_{uid}),")
     top.decls.append(f"  logic unused_{uid};")
+
+
+# A shortcut FIFO wider than this is stored as several narrower words a beat when the
+# pipeline's interval leaves time (:func:`shortcut_words`): block RAM count follows the width
+# (iCE40 EBR: 16 bits a word at 256 words), so the digits model's 136-bit shortcut (8 stem
+# accumulators of 17 bits) takes 3 EBR as 3 words of 46 bits instead of 9.
+SHORTCUT_WORD_BITS = 48
+
+
+def shortcut_words(width: int, interval: int, pixels: int) -> int:
+    """Words per beat of a residual shortcut FIFO of ``width`` bits: ``ceil(width /
+    SHORTCUT_WORD_BITS)`` when the FIFO then still moves a beat well within the time the
+    pipeline gives a pixel (at most a quarter of ``interval / pixels`` cycles), else 1."""
+    k = -(-width // SHORTCUT_WORD_BITS)
+    return k if k > 1 and 4 * k * pixels <= interval else 1
+
+
+def _narrow_fifo(top: _Top, uid: str, src: str, dst: str, width: int, depth: int, k: int
+                 ) -> None:
+    """A stream_fifo of ``depth`` beats of ``width`` bits stored as ``k`` words a beat: the
+    held input beat is pushed word by word (taken with its last word), the output collects
+    k-1 words in a register and passes the beat on with the last word at the FIFO head
+    (depth*k words; one beat per k cycles)."""
+    wb = -(-width // k)
+    iw = max(1, (k - 1).bit_length())
+    nw = top.stream(f"nw_{uid}", wb)
+    nq = top.stream(f"nq_{uid}", wb)
+    top.decls.append(f"""  logic [{iw - 1}:0] ns_i_q_{uid}, nd_i_q_{uid};
+  logic [{k * wb - 1}:0] ns_pad_{uid};
+  logic [{(k - 1) * wb - 1}:0] nd_acc_q_{uid};
+  logic [{k * wb - 1}:0] nd_all_{uid};""")
+    top.body.append(f"""  // shortcut FIFO of {depth} beats x {width} bits as {k} words of {wb} bits a beat
+  assign ns_pad_{uid}   = {k * wb}'({src}_data);
+  assign {nw}_valid     = {src}_valid;
+  assign {nw}_data      = ns_pad_{uid}[ns_i_q_{uid}*{wb} +: {wb}];
+  assign {src}_ready    = {nw}_ready & (ns_i_q_{uid} == {iw}'({k - 1}));
+  assign nd_all_{uid}   = {{{nq}_data, nd_acc_q_{uid}}};
+  assign {dst}_valid    = {nq}_valid & (nd_i_q_{uid} == {iw}'({k - 1}));
+  assign {dst}_data     = nd_all_{uid}[{width - 1}:0];
+  assign {nq}_ready     = (nd_i_q_{uid} != {iw}'({k - 1})) | {dst}_ready;
+  always_ff @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      ns_i_q_{uid} <= '0;
+      nd_i_q_{uid} <= '0;
+    end else begin
+      if ({nw}_valid && {nw}_ready) begin
+        ns_i_q_{uid} <= (ns_i_q_{uid} == {iw}'({k - 1})) ? '0 : ns_i_q_{uid} + {iw}'(1);
+      end
+      if ({nq}_valid && {nq}_ready) begin
+        nd_i_q_{uid} <= (nd_i_q_{uid} == {iw}'({k - 1})) ? '0 : nd_i_q_{uid} + {iw}'(1);
+      end
+    end
+  end
+  always_ff @(posedge clk_i) begin
+    if ({nq}_valid && {nq}_ready && nd_i_q_{uid} != {iw}'({k - 1})) begin
+      nd_acc_q_{uid}[nd_i_q_{uid}*{wb} +: {wb}] <= {nq}_data;
+    end
+  end
+""")
+    _inst(top, "stream_fifo", dict(Width=wb, Depth=depth * k), f"u_fifo_{uid}", nw, nq,
+          "\n    .level_o    (),")
 
 
 def _sv_id(name: str) -> str:
@@ -641,7 +824,12 @@ def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: s
     (ports of rtl/nuq_engine.sv's generated top) into ``out_dir``; return the top's path.
     Raises DataflowError (naming the layer) for what it cannot build, before writing anything.
     ``shortcut_depth`` overrides every shortcut FIFO's depth (:func:`fifo_depth`): a test hook
-    that shows what a too-small FIFO does (the pipeline deadlocks)."""
+    that shows what a too-small FIFO does (the pipeline deadlocks). A ``requant`` layer runs
+    as its exact threshold form (:func:`golden.lower.lower_requant`)."""
+    try:
+        model = lower_requant(model)
+    except ExportError as e:
+        raise DataflowError(str(e)) from None
     _check_folding(model, folding)
     _check_model(model)
     if not tag.replace("_", "").isalnum():
@@ -690,9 +878,11 @@ def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: s
         src = edge[(lay.name, 0)]
         if lay.op in MAC_OPS:
             act = model.layer(fused[lay.name]) if lay.name in fused else None
-            _mac_unit(top, model, lay, act, *folding[lay.name], src, dst, out, binary_search)
+            _mac_unit(top, model, lay, act, *folding[lay.name], src, dst, out, binary_search,
+                      expected_cycles_per_image(model, folding))
         elif lay.op in ACT_OPS:
-            _act_unit(top, model, lay, src, dst, out, binary_search)
+            _act_unit(top, model, lay, src, dst, out, binary_search,
+                      expected_cycles_per_image(model, folding))
         elif lay.op == "maxpool":
             x = model.types[lay.inputs[0]]
             h, w, c = _shape3(x.shape)
@@ -707,11 +897,17 @@ def generate(model: IntModel, folding: Mapping[str, tuple[int, int]], out_dir: s
             ins = [edge[(lay.name, 0)], edge[(lay.name, 1)]]
             wid = [_tensor_width(model, t) for t in lay.inputs]
             fq = top.stream(f"q_{uid}", wid[short])
-            _inst(top, "stream_fifo", dict(Width=wid[short], Depth=depth), f"u_fifo_{uid}",
-                  ins[short], fq, f"\n    .level_o    (),")
+            k = shortcut_words(wid[short], expected_cycles_per_image(model, folding),
+                               _pixels(model, lay.inputs[short]))
+            if k == 1:
+                _inst(top, "stream_fifo", dict(Width=wid[short], Depth=depth), f"u_fifo_{uid}",
+                      ins[short], fq, f"\n    .level_o    (),")
+            else:
+                _narrow_fifo(top, uid, ins[short], fq, wid[short], depth, k)
             ins[short] = fq
             top.info["fifos"][lay.name] = dict(input=lay.inputs[short], depth=depth,
-                                               fork=fork_point(model, lay.name))
+                                               fork=fork_point(model, lay.name),
+                                               words_per_beat=k)
             j = top.stream(f"j_{uid}", wid[0] + wid[1])
             top.body.append(f"""  stream_join #(
     .WidthA({wid[0]}),

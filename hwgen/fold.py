@@ -167,6 +167,8 @@ BLOCK_ARCH = {"xilinx": "xilinx", "up5k": "ice40", "ecp5": "ice40"}
 # Units measured apart from the block sweep (LUT, FF per channel-bit): maxpool_stream 16 ch x 4
 # bits (ice40 292 LUT, Xilinx 415 LUT) -> about 5 LUT and 2 FF per channel-bit.
 MAXPOOL_PER_BIT = (5.0, 2.0)
+# residual_add lane with constant shifts: LUTs beyond 2 per output bit (adder + clamp).
+ADD_LANE_LUT = 4
 
 
 @lru_cache(maxsize=None)
@@ -191,9 +193,23 @@ def lane_cost(arch: str, block: str, variant: str, a_bits: int, acc: int) -> dic
     return {"lut": int(best["lut"]) + int(best["lutram"] or 0), "ff": int(best["ff"])}
 
 
-def other_units(model: IntModel, dev: Device) -> tuple[LayerPlan, ...]:
+def serial_threshold_cost(x_bits: int, channels: int, a_bits: int) -> dict[str, int]:
+    """LUT / FF of a threshold layer in the generator's serial form (hwgen.dataflow._serial_thr):
+    one x_bits comparator, the lane mux, the constant table (C * (2^A - 1) words of x_bits, a
+    LUT per output bit per 2^k words), counters, and two C*A-bit code registers."""
+    words = channels * ((1 << a_bits) - 1)
+    table = x_bits * -(-words // 16)
+    mux = x_bits * max(0, channels - 1) // 3
+    return {"lut": table + mux + x_bits + 2 * a_bits + 12,
+            "ff": 2 * channels * a_bits + a_bits + 8}
+
+
+def other_units(model: IntModel, dev: Device, interval: int | None = None
+                ) -> tuple[LayerPlan, ...]:
     """Estimates of the units that are not MAC layers: a quantizer not fused into a MAC layer
-    (one lane per channel), the residual adder (one lane per channel), max pooling."""
+    (one lane per channel; a threshold layer in its serial form, :func:`serial_threshold_cost`,
+    when its ``pixels * C * A`` cycles fit ``interval``, as the generator decides), the residual
+    adder (one lane per channel), max pooling."""
     fused = {g.name for g in _geometry(model) if g.act_lanes}
     macs = set(dataflow.mac_layers(model))
     fused_acts = {x.name for x in model.layers for src in x.inputs
@@ -205,14 +221,19 @@ def other_units(model: IntModel, dev: Device) -> tuple[LayerPlan, ...]:
         t = model.types[lay.name]
         ch = int(t.shape[-1])
         src = model.types[lay.inputs[0]]
-        if lay.op in ("threshold", "log2", "shift"):
+        if lay.op == "threshold" and interval is not None and (
+                dataflow.serial_threshold_cycles(model, lay.name) <= interval):
+            res = serial_threshold_cost(src.bits, ch, t.bits)
+        elif lay.op in ("threshold", "log2", "shift"):
             blk = {"threshold": ("threshold_quant", "parallel-fixed"), "log2": ("log2_act", "-"),
                    "shift": ("shift_quant", "-")}[lay.op]
             c = lane_cost(dev.arch, *blk, t.bits, src.bits)
             res = {"lut": ch * c["lut"], "ff": ch * c["ff"]}
         elif lay.op == "add":
-            c = lane_cost(dev.arch, "residual_add", "-", t.bits, t.bits)
-            res = {"lut": ch * c["lut"], "ff": ch * c["ff"]}
+            # The engine ties residual_add's shift ports to the export's constants: after
+            # flattening each lane is an adder and a saturation (the block sweep's rows measure
+            # run-time barrel shifters, 10x more).
+            res = {"lut": ch * (2 * t.bits + ADD_LANE_LUT), "ff": ch * t.bits + 2}
         elif lay.op == "maxpool":
             res = {"lut": round(MAXPOOL_PER_BIT[0] * ch * src.bits),
                    "ff": round(MAXPOOL_PER_BIT[1] * ch * src.bits)}
@@ -268,7 +289,9 @@ def estimate(geo: _Geo, pe: int, simd: int, dev: Device) -> dict[str, int]:
     family (model in the module docstring)."""
     cal = mac_calibration(dev.arch)
     bops = ops.bops_per_pixel(pe, simd, 1, geo.a_bits, geo.w_bits)
-    dpm = _dsp_per_mac(cal, geo.w_bits, geo.a_bits)
+    # narrow products are written for LUTs (mac_array LutMul=1): no DSP block
+    lut_mul = min(geo.a_bits, geo.w_bits) <= dataflow.LUT_MUL_MAX_BITS
+    dpm = 0.0 if lut_mul else _dsp_per_mac(cal, geo.w_bits, geo.a_bits)
     mapped = dpm > 0
     la, lb = cal["lut"][mapped]
     fa, fb = cal["ff"][mapped]
@@ -337,10 +360,31 @@ class Planner:
             cs.sort(key=lambda t: (t[3]["lut"], t[1] * t[2], t[1], t[0]))
             self.cands[g.name] = cs
 
+    def _window_fifo(self, g: _Geo, pe: int, simd: int, target: int) -> dict[str, int]:
+        """LUT / FF of the window FIFO the generator puts in front of conv ``g``'s mvau at this
+        folding when the interval is ``target`` (hwgen.dataflow.window_fifo_used): flip-flop
+        words of N*A bits and a read mux."""
+        if g.op != "conv2d" or not dataflow.window_fifo_used(self.model, g.name, pe, simd,
+                                                             target):
+            return {"lut": 0, "ff": 0}
+        depth = dataflow.window_fifo_depth(self.model, g.name, pe, simd)
+        bits = g.n * g.a_bits
+        return {"lut": bits * max(1, depth - 1), "ff": bits * depth}
+
     def _best(self, g: _Geo, target: int) -> tuple[int, int, int, dict[str, int]]:
+        """The cheapest candidate within ``target``: estimated LUTs plus the window FIFO's LUTs
+        and flip-flops (a flip-flop without a LUT takes a logic cell of its own on iCE40)."""
+        best, key = None, None
         for cand in self.cands[g.name]:
             if cand[0] <= target:
-                return cand
+                wf = self._window_fifo(g, cand[1], cand[2], target)
+                k = (cand[3]["lut"] + wf["lut"] + wf["ff"], cand[1] * cand[2], cand[1])
+                if key is None or k < key:
+                    res = {**cand[3], "lut": cand[3]["lut"] + wf["lut"],
+                           "ff": cand[3]["ff"] + wf["ff"]}
+                    best, key = (cand[0], cand[1], cand[2], res), k
+        if best is not None:
+            return best
         fastest = min(c[0] for c in self.cands[g.name])
         simd_max = min(g.n, dataflow.MAX_SIMD)
         unlimited = max(g.pixels * -(-g.n // simd_max), g.in_pixels)
@@ -363,8 +407,9 @@ class Planner:
             macs = g.pixels * g.cout * g.n
             layers.append(LayerPlan(g.name, pe, simd, cyc, macs, res))
         fold = {lp.name: (lp.pe, lp.simd) for lp in layers}
-        return FoldPlan(self.model.name, self.dev, tuple(layers),
-                        dataflow.expected_cycles_per_image(self.model, fold), self.others)
+        interval = dataflow.expected_cycles_per_image(self.model, fold)
+        return FoldPlan(self.model.name, self.dev, tuple(layers), interval,
+                        other_units(self.model, self.dev, interval))
 
     def targets(self) -> list[int]:
         """Every interval a plan can have, fastest first."""
@@ -451,8 +496,9 @@ def estimate_folding(model: IntModel, folding: dict[str, tuple[int, int]],
         cyc = max(dataflow.layer_cycles(model, g.name, pe, simd), g.in_pixels)
         layers.append(LayerPlan(g.name, pe, simd, cyc, g.pixels * g.cout * g.n,
                                 estimate(g, pe, simd, dev)))
-    return FoldPlan(model.name, dev, tuple(layers),
-                    dataflow.expected_cycles_per_image(model, folding), other_units(model, dev))
+    interval = dataflow.expected_cycles_per_image(model, folding)
+    return FoldPlan(model.name, dev, tuple(layers), interval,
+                    other_units(model, dev, interval))
 
 
 def format_plan(fp: FoldPlan) -> str:

@@ -6,8 +6,11 @@
 // the beat flagged in_last_i, emits bias[p] + that sum (bias sampled on the FIRST beat). One
 // output beat per dot product; back-to-back dot products with no idle cycle; II = 1.
 //
-// Pipeline (latency 2 cycles from accepting the last beat to out_valid_o, when unstalled):
-//   stage 1  products w*a and a balanced adder tree per PE (+ bias on a first beat), registered;
+// Pipeline (latency 2 cycles from accepting the last beat to out_valid_o, when unstalled; 3
+// with InReg = 1, which registers the input beat first):
+//   stage 1  products w*a and a balanced adder tree per PE (+ bias on a first beat), registered
+//            (LutMul = 1: the products as shifted partial products in the same tree, no
+//            multiplier inferred);
 //   stage 2  accumulator per PE; on a last beat the sum goes to a two-entry output buffer
 //            (main register + skid register).
 // in_ready_o is a function of registers only (it does not depend on out_ready_i): the skid
@@ -39,7 +42,14 @@ module mac_array #(
   /// Largest number of beats in one dot product; 1..65536.
   parameter int MaxBeats  = 16,
   /// Width of the user side band passed from the last beat to the result, bits; 1..1024.
-  parameter int UserWidth = 1
+  parameter int UserWidth = 1,
+  /// 1: the input beat is registered before the products (latency 3; cuts the path from a
+  /// block-RAM output or an input mux into the multipliers); 0: latency 2.
+  parameter int InReg     = 0,
+  /// 1: every product is written as ABits shifted, gated copies of the weight summed in the
+  /// adder tree (Simd*ABits leaves), so that synthesis infers no multiplier (no DSP block:
+  /// narrow products in LUTs); 0: w*a products (the tool chooses DSP or LUTs).
+  parameter int LutMul    = 0
 ) (
   /// Clock, rising edge.
   input  logic                         clk_i,
@@ -78,8 +88,10 @@ module mac_array #(
   // Signed width of a bound b: bit_length(b) + 1 = $clog2(b + 1) + 1.
   localparam int     SumWidth  = $clog2(SumBound + 1) + 1;
   localparam int     AccMin    = $clog2(AccBound + 1) + 1;
-  // Leaves of the adder tree: Simd rounded up to a power of two.
-  localparam int     Leaves    = 1 << $clog2(Simd);
+  // Leaves of the adder tree: Simd products (LutMul: Simd*ABits partial products) rounded up
+  // to a power of two.
+  localparam int     Terms     = (LutMul == 1) ? Simd * ABits : Simd;
+  localparam int     Leaves    = 1 << $clog2(Terms);
 
   // ---- parameter checks at elaboration ----------------------------------------------------
   if (Pe < 1 || Pe > 256) begin : gen_check_pe
@@ -102,6 +114,12 @@ module mac_array #(
   end
   if (UserWidth < 1 || UserWidth > 1024) begin : gen_check_user
     `NUQ_ELAB_FATAL((1, "mac_array: UserWidth=%0d must lie in 1..1024", UserWidth))
+  end
+  if (InReg != 0 && InReg != 1) begin : gen_check_inreg
+    `NUQ_ELAB_FATAL((1, "mac_array: InReg=%0d must be 0 or 1", InReg))
+  end
+  if (LutMul != 0 && LutMul != 1) begin : gen_check_lutmul
+    `NUQ_ELAB_FATAL((1, "mac_array: LutMul=%0d must be 0 or 1", LutMul))
   end
   if (AccWidth < AccMin) begin : gen_check_acc_bound
     `NUQ_ELAB_FATAL((1, "mac_array: AccWidth=%0d is below its bound %0d = %s (|result| <= %0d)",
@@ -129,6 +147,44 @@ module mac_array #(
     end
   end
 
+  // ---- optional input register (InReg = 1) -------------------------------------------------
+  // b_*: the beat stage 1 works on: the ports (InReg = 0) or a register loaded like stage 1.
+  logic                     b_valid, b_first, b_last;
+  logic [Simd*ABits-1:0]    b_act;
+  logic [Pe*Simd*WBits-1:0] b_wgt;
+  logic [Pe*BiasWidth-1:0]  b_bias;
+  logic [UserWidth-1:0]     b_user;
+
+  if (InReg == 1) begin : gen_in_reg
+    logic                     v_q, f_q, l_q;
+    logic [Simd*ABits-1:0]    a_q;
+    logic [Pe*Simd*WBits-1:0] w_q;
+    logic [Pe*BiasWidth-1:0]  bi_q;
+    logic [UserWidth-1:0]     u_q;
+    always_ff @(posedge clk_i or negedge rst_ni) begin
+      if (!rst_ni) begin
+        v_q <= 1'b0;
+      end else if (!stall) begin
+        v_q <= in_valid_i;
+      end
+    end
+    always_ff @(posedge clk_i) begin
+      if (!stall && in_valid_i) begin
+        f_q  <= first_q;
+        l_q  <= in_last_i;
+        a_q  <= in_act_i;
+        w_q  <= in_wgt_i;
+        bi_q <= in_bias_i;
+        u_q  <= in_user_i;
+      end
+    end
+    assign {b_valid, b_first, b_last, b_act, b_wgt, b_bias, b_user} =
+        {v_q, f_q, l_q, a_q, w_q, bi_q, u_q};
+  end else begin : gen_no_in_reg
+    assign {b_valid, b_first, b_last, b_act, b_wgt, b_bias, b_user} =
+        {in_valid_i, first_q, in_last_i, in_act_i, in_wgt_i, in_bias_i, in_user_i};
+  end
+
   // ---- stage 1: products and adder tree per PE ---------------------------------------------
   logic [Pe*SumWidth-1:0] psum_d;
 
@@ -140,9 +196,18 @@ module mac_array #(
         node[Leaves + s] = '0;
       end
       for (int s = 0; s < Simd; s++) begin
-        // (WBits+ABits+1)-bit exact product, then to SumWidth (>= WBits+ABits: no loss).
-        node[Leaves + s] = SumWidth'($signed(in_wgt_i[(p*Simd+s)*WBits +: WBits]) *
-                                     $signed({1'b0, in_act_i[s*ABits +: ABits]}));
+        if (LutMul == 1) begin
+          // a*w = sum over the set bits i of a of w * 2^i (exact: |w| * 2^i < 2^(SumWidth-1)).
+          for (int i = 0; i < ABits; i++) begin
+            node[Leaves + s*ABits + i] =
+                b_act[s*ABits + i] ? (SumWidth'($signed(b_wgt[(p*Simd+s)*WBits +: WBits])) <<< i)
+                                   : '0;
+          end
+        end else begin
+          // (WBits+ABits+1)-bit exact product, then to SumWidth (>= WBits+ABits: no loss).
+          node[Leaves + s] = SumWidth'($signed(b_wgt[(p*Simd+s)*WBits +: WBits]) *
+                                       $signed({1'b0, b_act[s*ABits +: ABits]}));
+        end
       end
       for (int i = Leaves - 1; i >= 1; i--) begin
         node[i] = node[2*i] + node[2*i+1];
@@ -151,7 +216,7 @@ module mac_array #(
 
     // The bias joins the sum of the first beat only.
     assign psum_d[p*SumWidth +: SumWidth] =
-        node[1] + (first_q ? SumWidth'($signed(in_bias_i[p*BiasWidth +: BiasWidth])) : '0);
+        node[1] + (b_first ? SumWidth'($signed(b_bias[p*BiasWidth +: BiasWidth])) : '0);
   end
 
   logic                   s1_valid_q, s1_first_q, s1_last_q;
@@ -166,12 +231,12 @@ module mac_array #(
       s1_psum_q  <= '0;
       s1_user_q  <= '0;
     end else if (!stall) begin
-      s1_valid_q <= in_valid_i;
-      if (in_valid_i) begin
-        s1_first_q <= first_q;
-        s1_last_q  <= in_last_i;
+      s1_valid_q <= b_valid;
+      if (b_valid) begin
+        s1_first_q <= b_first;
+        s1_last_q  <= b_last;
         s1_psum_q  <= psum_d;
-        s1_user_q  <= in_user_i;
+        s1_user_q  <= b_user;
       end
     end
   end

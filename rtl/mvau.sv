@@ -19,7 +19,8 @@
 //
 // Cycles per output pixel: Groups * Chunks (Groups = ceil(Cout/Pe)), one MAC beat per cycle with
 // no idle cycle in steady state. Pipeline: fetch (counters address the ROMs, the chunk is
-// selected) -> issue register (ROM data + chunk) -> mac_array (2 stages + skid) -> activation
+// selected) -> issue register (ROM data + chunk) -> mac_array (2 stages + skid; 3 with InReg)
+// -> activation
 // (1 register stage, ActBits with the binary search) -> collector (channel groups assembled
 // into the pixel) -> output register. Back-pressure stalls the issue stage (the ROMs hold
 // their word: re_i low); nothing is lost or reordered; a reset drops everything in flight.
@@ -62,6 +63,12 @@ module mvau #(
   parameter int BinarySearch = 0,
   /// 0 = one N-code vector per beat; 1 = one Simd-code chunk per beat (see header).
   parameter int InMode       = 0,
+  /// mac_array InReg: 1 = the issued beat (ROM words, chunk) is registered once more before
+  /// the products (one more cycle of latency; cuts the block-RAM output from the MAC path).
+  parameter int InReg        = 0,
+  /// mac_array LutMul: 1 = products as shifted partial products (no multiplier / DSP block
+  /// inferred); 0 = w*a products (the synthesis tool chooses).
+  parameter int LutMul       = 0,
   /// Weight ROM image (layout above); "" = all weights 0 (lint / elaboration only).
   parameter     WgtFile      = "",
   /// Bias ROM image (layout above); "" = all biases 0.
@@ -227,7 +234,9 @@ module mvau #(
     .AccWidth (AccWidth),
     .BiasWidth(BiasWidth),
     .MaxBeats (Chunks),
-    .UserWidth(GroupW)
+    .UserWidth(GroupW),
+    .InReg    (InReg),
+    .LutMul   (LutMul)
   ) u_mac (
     .clk_i,
     .rst_ni,

@@ -15,17 +15,16 @@
 //   read pointer; latency 1 (a beat pushed at an edge is at the output right after it).
 // * RAM (UseRam = 1, default when Depth > 16, or Depth >= 8 with Width*Depth >= 256 bits):
 //   Depth words in rtl/ram_sdp.sv (block / LUT RAM, synchronous read; payloads wider than
-//   4096 bits in several side-by-side instances) plus a two-word prefetch
-//   buffer of flip-flops in front of the output. A RAM read is issued whenever the RAM holds a
-//   word and the prefetch buffer plus the read in flight hold at most one word, so the read data
-//   always has a place to go and the output stays valid on every cycle of a sustained pop
-//   (II=1). The read address always points at a word written at an earlier edge (a read needs
-//   a word in the RAM; the write address equals the read address only when all Depth words are
-//   in the RAM, and then the FIFO is full and takes no push), so the RAM's unspecified
-//   same-address read-during-write never happens. Latency 2 (write, then read). Capacity Depth
-//   beats in all (RAM + prefetch buffer), as for the flip-flop FIFO; with the registered
-//   in_ready_o, II=1 needs Depth >= 3 here (Depth 1 / 2 forced onto RAM pass 1 / 2 beats in 3
-//   cycles).
+//   4096 bits in several side-by-side instances) whose read-data register is the head of the
+//   queue: out_data_o comes straight from the RAM output (ram_sdp holds the word while no
+//   read is issued), no flip-flop buffer and no output mux. A RAM read is issued when the RAM
+//   holds a word written at an earlier edge and the head is empty or popped, so a sustained
+//   pop reads the next word in the cycle of the pop (II=1). The read address always points at
+//   a word written at an earlier edge (the write address equals the read address only when
+//   the RAM holds 0 or Depth unread words: no read, or a full FIFO that takes no push), so the
+//   RAM's unspecified same-address read-during-write never happens. Latency 2 (write, then
+//   read). Capacity Depth beats in all (RAM + head); with the registered in_ready_o, II=1
+//   needs Depth >= 3 here (Depth 1 / 2 forced onto RAM pass 1 / 2 beats in 3 cycles).
 // Reset empties the FIFO (asynchronous; the stored words themselves are not cleared).
 `include "nuq_assert.svh"
 
@@ -123,21 +122,16 @@ module stream_fifo #(
 
     assign out_data_o = mem_q[raddr_q];
   end else begin : gen_ram
-    // RAM storage with a two-word prefetch buffer (pb) in front of the output. The logical
-    // queue at the output is pb[0 .. pb_cnt-1] followed by the RAM read data when a read was
-    // issued at the last edge (rd_q); pb_cnt + rd_q <= 2 always.
+    // RAM storage; the RAM's read-data register is the head of the queue (ram_sdp holds its
+    // word while re_i is low), so no buffer of flip-flops or output mux is needed: a word is
+    // read when the RAM holds one written at an earlier edge and the head is empty or leaves.
     logic [AddrWidth-1:0] raddr_q;
     logic [LevelWidth-1:0] ram_cnt_q, ram_cnt_d;
     logic ram_nonempty_q;
-    logic re, rd_q;
-    logic [1:0] pb_cnt_q, pb_cnt_d, held;
-    logic [Width-1:0] pb0_q, pb0_d, pb1_q, pb1_d;
-    logic [Width-1:0] rdata;
-    logic [Width-1:0] q1;  // second entry of the logical queue
+    logic re, head_d;
 
-    // Words at the output side (buffer + read in flight); a read is issued when at most one.
-    assign held = pb_cnt_q + {1'b0, rd_q};
-    assign re   = ram_nonempty_q & (held <= 2'd1);
+    assign re     = ram_nonempty_q & (~valid_q | pop);
+    assign head_d = re | (valid_q & ~pop);
 
     // ram_sdp words are at most 4096 bits: a wider payload is stored in side-by-side slices.
     localparam int SliceW = 4096;
@@ -155,7 +149,7 @@ module stream_fifo #(
         .wdata_i(in_data_i[Lo +: W]),
         .re_i   (re),
         .raddr_i(raddr_q),
-        .rdata_o(rdata[Lo +: W])
+        .rdata_o(out_data_o[Lo +: W])
       );
     end
 
@@ -165,43 +159,17 @@ module stream_fifo #(
       if (re && !push) ram_cnt_d = ram_cnt_q - LevelWidth'(1);
     end
 
-    assign out_data_o = (pb_cnt_q != 2'd0) ? pb0_q : rdata;
-    assign q1         = (pb_cnt_q == 2'd2) ? pb1_q : rdata;
-
-    // Next buffer: the logical queue minus the popped head, at most two words, plus nothing
-    // else (the read issued now arrives next cycle as the new rd_q).
-    always_comb begin
-      pb0_d    = pb0_q;
-      pb1_d    = pb1_q;
-      pb_cnt_d = held - {1'b0, pop};
-      if (pop) begin
-        pb0_d = q1;
-      end else begin
-        pb0_d = out_data_o;
-        pb1_d = q1;
-      end
-    end
-
-    always_ff @(posedge clk_i) begin
-      pb0_q <= pb0_d;
-      pb1_q <= pb1_d;
-    end
-
     always_ff @(posedge clk_i or negedge rst_ni) begin
       if (!rst_ni) begin
         raddr_q        <= '0;
         ram_cnt_q      <= '0;
         ram_nonempty_q <= 1'b0;
-        rd_q           <= 1'b0;
-        pb_cnt_q       <= 2'd0;
         valid_q        <= 1'b0;
       end else begin
         if (re) raddr_q <= (raddr_q == LastAddr) ? '0 : raddr_q + AddrWidth'(1);
         ram_cnt_q      <= ram_cnt_d;
         ram_nonempty_q <= (ram_cnt_d != '0);
-        rd_q           <= re;
-        pb_cnt_q       <= pb_cnt_d;
-        valid_q        <= (pb_cnt_d != 2'd0) || re;
+        valid_q        <= head_d;
       end
     end
   end

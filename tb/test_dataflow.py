@@ -301,6 +301,28 @@ def test_dataflow_digits(conf: tuple) -> None:
 # ---- the generator: refusals and invariants (no simulation) ----------------------------------
 
 
+def test_dataflow_digits_folded() -> None:
+    """The digits model at the planner's folding for 4608 cycles/image (the small build of
+    docs/dataflow.md): its stand-alone threshold layers (blk_qin, blk_qout) take the serial
+    form and the block convs run without window FIFOs; stream with bubbles, back-pressure and
+    a reset, then the steady-state rate at the ideal (Verilator)."""
+    from hwgen.fold import plan
+    from tb.dataflow_sim import DIGITS_MODEL, build_dataflow, run_dataflow
+    from tb.engine_sim import dataset_split
+    model = load_model(DIGITS_MODEL)
+    fold = plan(model, target_cycles=4608, check_fit=False).folding
+    top, gen, info = build_dataflow(model, fold, "digits_t4608_verilator", binary_search=1)
+    assert set(info.get("serial_threshold", {})) == {"blk_qin", "blk_qout"}, info
+    x, _ = dataset_split(model)
+    n = 4
+    res = run_dataflow(DIGITS_MODEL, gen, top, x[:n], "verilator", "dataflow_stream",
+                       {"bubble": 0.2, "backpressure": 0.4, "reset_at": n // 2})
+    assert res["matched"] >= n
+    res = run_dataflow(DIGITS_MODEL, gen, top, x[:n], "verilator", "dataflow_sim", tag="rate")
+    assert res["bit_exact"] == n
+    _check_rate(res, expected_cycles_per_image(model, fold), "digits t4608")
+
+
 def test_dataflow_refuses(tmp_path: Path) -> None:
     """What the generator cannot build is refused with the layer named, before any file."""
     from hwgen.dataflow import fold_ok, generate

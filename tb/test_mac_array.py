@@ -208,6 +208,10 @@ SWEEP = [
     _sweep_entry(2, 4, 4, 4, 8, 16, 8),
     _sweep_entry(1, 3, 8, 8, 16, 9, 2),     # wide codes
     _sweep_entry(5, 1, 2, 3, 5, 33, 4),     # ternary weights, Simd=1, long dot products
+    # registered input beat and products as shifted partial products (no multiplier)
+    dict(_sweep_entry(3, 5, 3, 2, 4, 7, 3), InReg=1, LutMul=1),
+    dict(_sweep_entry(1, 3, 8, 8, 16, 9, 2), LutMul=1),
+    dict(_sweep_entry(2, 9, 4, 4, 8, 8, 3), InReg=1),
 ]
 
 

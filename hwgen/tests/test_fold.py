@@ -65,7 +65,8 @@ def test_bottleneck_only_gets_the_parallelism(digits, planner):
     """At a target only the big conv layers must meet, the small stem and fc stay narrow."""
     fp = planner.for_cycles(4608)
     by = {lp.name: lp for lp in fp.layers}
-    assert (by["stem"].pe, by["stem"].simd) == (1, 1)  # 64 px * 8 * 9 = 4608 already
+    # 64 px * 8 * 9 = 4608 already at 1 x 1; 1 x 2 when that saves its window FIFO
+    assert by["stem"].pe == 1 and by["stem"].simd <= 2
     assert (by["fc"].pe, by["fc"].simd) == (1, 1)      # 10 * 128 = 1280
     assert by["blk_c1"].pe * by["blk_c1"].simd >= 8
 

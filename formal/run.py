@@ -37,7 +37,7 @@ QUICK = {
     "stream_reg": ["w4"],
     "shift_quant": ["a8_b3_l2"],
     "log2_act": ["a8_b2_l2"],
-    "residual_add": ["m6_r5_o6_l1"],
+    "residual_add": ["m3_r3_o3_l1"],
     "threshold_quant": ["b2"],
 }
 

@@ -76,6 +76,9 @@ MUTATIONS = [
     Mutation("threshold_quant", "b2", "threshold_quant.sv",
              r"assign gap = \(ABits > 1\) \? pw\[\(ABits > 1\) \? 1 : 0\] : 1'b0;",
              "assign gap = 1'b0;", "binary search takes a beat right behind a write"),
+    Mutation("threshold_quant", "b4", "threshold_quant.sv", r"\(ABits \+ 1\)'\(ge\[i % NumThr\]\)",
+             "(ABits + 1)'(ge[i % NumThr] && i != NumThr - 1)",
+             "ABits 4: parallel form ignores threshold 15 (the depth reaches outputs)"),
 ]
 
 
@@ -163,7 +166,8 @@ def mutate(selected: list[Mutation], timeout: float) -> list[dict]:
     env = tool_env()
     warm_up(env)
     rows = []
-    for i, mu in enumerate(selected):
+    for mu in selected:
+        i = MUTATIONS.index(mu)  # its folder: build/formal/mutant<i>
         src = (ROOT / "rtl" / mu.rtl).read_text()
         mutated, n = re.subn(mu.old, lambda _m: mu.new, src)
         if n != 1:

@@ -62,7 +62,7 @@ class Point:
     col: int
     kind: str      # "line" (line + branch points) or "toggle"
     what: str      # block / if / else / signal[bit]:0->1
-    span: tuple[int, int]
+    span: tuple[int, ...]   # the source lines the point stands for
     count: int = 0
 
 
@@ -83,6 +83,16 @@ def rel(path: str) -> str:
         return path
 
 
+def lines_of(spec: str) -> tuple[int, ...]:
+    """Verilator's line list ``"48-50,52"`` -> ``(48, 49, 50, 52)``."""
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            out += range(int(lo), int(hi if hi.strip().isdigit() else lo) + 1)
+    return tuple(out)
+
+
 def merge(paths: list[Path]) -> dict[str, Module]:
     """Points of every module in ``rtl/`` over all ``paths``, counts summed."""
     mods: dict[str, Module] = {}
@@ -94,16 +104,15 @@ def merge(paths: list[Path]) -> dict[str, Module]:
                 continue
             page = k.get("page", "")
             module = page.split("/", 1)[1] if "/" in page else Path(f).stem
+            module = module.split("__")[0]  # Verilator's parameterised copies: stream_reg__D1a
             t = k.get("t", "")
             kind = "toggle" if t == "toggle" else "line"
-            span = k.get("S", k.get("l", "0"))
-            lo, _, hi = span.partition("-")
+            span = lines_of(k.get("S", "") or k.get("l", "0"))
             pt_key = (f, int(k.get("l", 0)), int(k.get("n", 0)), kind, k.get("o", ""))
             mod = mods.setdefault(module, Module(module))
             pt = mod.points.get(pt_key)
             if pt is None:
-                pt = mod.points[pt_key] = Point(f, pt_key[1], pt_key[2], kind, pt_key[4],
-                                                (int(lo), int(hi or lo)))
+                pt = mod.points[pt_key] = Point(f, pt_key[1], pt_key[2], kind, pt_key[4], span)
             pt.count += count
     return mods
 
@@ -153,7 +162,7 @@ def annotate(mods: dict[str, Module], out_dir: Path) -> list[Path]:
         for p in pts:
             if p.kind != "line":
                 continue
-            for ln in range(p.span[0], p.span[1] + 1):
+            for ln in p.span:
                 counts[ln] = min(counts.get(ln, p.count), p.count)
         lines = []
         for i, text in enumerate(src, 1):

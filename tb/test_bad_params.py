@@ -211,14 +211,11 @@ endmodule
 # Impossible RTL parameters
 # ---------------------------------------------------------------------------------------------
 
-BAD_PARAMS = [
+BAD_PARAMS = [  # each failed before with a compiler error (or crash) ahead of the module's own
     ("residual_add", {"OutWidth": 1}), ("residual_add", {"OutWidth": 0}),
     ("residual_add", {"MWidth": 0}), ("residual_add", {"RWidth": 0}),
-    ("residual_add", {"Lanes": 0}), ("residual_add", {"UserWidth": 0}),
-    ("log2_act", {"ABits": 0}), ("log2_act", {"AccWidth": 0}), ("log2_act", {"AccWidth": 1}),
-    ("log2_act", {"Lanes": 0}),
+    ("log2_act", {"ABits": 0}), ("log2_act", {"AccWidth": 0}),
     ("shift_quant", {"ABits": 0}), ("shift_quant", {"AccWidth": 0}),
-    ("shift_quant", {"AccWidth": 1}), ("shift_quant", {"Lanes": 0}),
 ]
 
 

@@ -393,7 +393,13 @@ module threshold_quant #(
     localparam int Leaves = 1 << ABits;  // popcount tree leaves: NumThr comparators and a 0
 
     // ---- threshold table ------------------------------------------------------------------------
-    logic [AccWidth-1:0] thr_q [Words];
+    // Rd = 1: every comparator has its own registered read port on the constant table; marked
+    // "logic" so that synthesis builds each port from LUTs + its register (Yosys 0.70's ECP5
+    // memory mapping aborted on this 15-read-port ROM).
+    /* verilator lint_off UNUSEDPARAM */  // used by the ram_style attribute only
+    localparam ThrStyle = (Rd == 1) ? "logic" : "auto";
+    /* verilator lint_on UNUSEDPARAM */
+    (* ram_style = ThrStyle *) logic [AccWidth-1:0] thr_q [Words];
 
     if (InitFile != "") begin : gen_init
       initial $readmemh(InitFile, thr_q);

@@ -612,10 +612,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cached", action="store_true",
                     help="report the cached builds only (no synthesis; sources may have moved on "
                     "since: the rtl column says what each was built from)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take cached builds even when the sources changed since (the rtl column "
+                    "says what each was built from); synthesize only the missing ones")
     args = ap.parse_args(argv)
-    if args.cached:
-        from . import flow
-        flow.CACHED_ONLY = True
+    from . import flow
+    flow.CACHED_ONLY = args.cached
+    flow.REUSE_STALE = args.reuse
     t0 = time.monotonic()
     folds = [tuple(int(v) for v in f.split("x")) for f in args.serial] if args.serial else None
     rows = []

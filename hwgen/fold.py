@@ -356,8 +356,8 @@ class Planner:
         self.cands: dict[str, list[tuple[int, int, int, dict[str, int]]]] = {}
         for g in self.geos:
             cs = [(c, p, s, estimate(g, p, s, dev)) for c, p, s in _candidates(model, g)]
-            # cheapest first (LUT, then PE x lanes, then Pe) so a scan finds the minimum
-            cs.sort(key=lambda t: (t[3]["lut"], t[1] * t[2], t[1], t[0]))
+            # cheapest first (LUT, then DSP, PE x lanes, Pe) so a scan finds the minimum
+            cs.sort(key=lambda t: (t[3]["lut"], t[3]["dsp"], t[1] * t[2], t[1], t[0]))
             self.cands[g.name] = cs
 
     def _window_fifo(self, g: _Geo, pe: int, simd: int, target: int) -> dict[str, int]:
@@ -378,7 +378,8 @@ class Planner:
         for cand in self.cands[g.name]:
             if cand[0] <= target:
                 wf = self._window_fifo(g, cand[1], cand[2], target)
-                k = (cand[3]["lut"] + wf["lut"] + wf["ff"], cand[1] * cand[2], cand[1])
+                k = (cand[3]["lut"] + wf["lut"] + wf["ff"], cand[3]["dsp"], cand[1] * cand[2],
+                     cand[1])
                 if key is None or k < key:
                     res = {**cand[3], "lut": cand[3]["lut"] + wf["lut"],
                            "ff": cand[3]["ff"] + wf["ff"]}

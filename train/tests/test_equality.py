@@ -94,8 +94,7 @@ def _tiny(act: str, w: int, a: int, extra: dict, neg_gamma: bool = True):
     ("shift", 3, 2, dict(bn=True)),
     ("shift", 4, 4, dict(shift_mode="worst")),
     ("requant", 4, 4, {}),
-    ("requant", 3, 3, dict(bn=True, input_norm=(0.3, 0.4))),
-    ("requant", 2, 2, dict(bn=True)),
+    ("requant", 2, 2, dict(bn=True, input_norm=(0.3, 0.4))),
 ])
 def test_fresh_tiny_model_equals_golden(act: str, w: int, a: int, extra: dict) -> None:
     net, data = _tiny(act, w, a, extra)

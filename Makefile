@@ -110,10 +110,12 @@ lint: setup
 
 # Brevitas uniform QAT vs our Gaussian threshold quantizer at 4/4 and 2/2 on digits: trains both,
 # imports Brevitas's QONNX (golden/qonnx_import.py), runs all four on the serial engine (Verilator)
-# -> docs/compare.md (long: about half an hour on 2 shared cores; reuses build/compare/).
+# -> docs/compare.md, then Brevitas on mnist5k (COMPARE_ARGS; long: ~40 min digits + ~25 min
+# mnist5k on 2 shared cores; reuses what is already under build/compare/).
 .PHONY: compare
+COMPARE_ARGS ?= --mnist-epochs 15
 compare: setup
-	nice -n 10 $(PY) -m train.brevitas_ref --compare
+	nice -n 10 $(PY) -m train.brevitas_ref --compare $(COMPARE_ARGS)
 
 # Simulation-throughput benchmark (not a test): docs/benchmarks.md and docs/data/.
 bench: setup

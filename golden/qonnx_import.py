@@ -468,9 +468,7 @@ class Importer:
         if float(a.get("out_bias", 0.0)) != 0.0:
             raise _refuse(node, f"out_bias {a['out_bias']} (codes start at 0)")
         levels = t.shape[1]
-        bits = max(1, (levels).bit_length())
-        if levels != (1 << bits) - 1:
-            bits = levels.bit_length()
+        bits = max(1, levels.bit_length())  # fewer than 2^b - 1 rows: the top codes unused
         c = _channels(v)
         if t.shape[0] not in (1, c):
             raise _refuse(node, f"threshold rows {t.shape[0]} for {c} channels")

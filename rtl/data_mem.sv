@@ -11,6 +11,10 @@
 //          Banks/2 (mod Banks) in split mode, so the two runs use complementary bank halves.
 //          Latency 1 (registered in the banks), held while !re_i; lanes whose address lies
 //          outside 0..Banks*BankDepth-1 return an unspecified word (callers mask them).
+//          With OutReg = 1 the lane crossbar's output is registered too (a pipeline stage for
+//          Fmax: the block-RAM clock-to-out is not followed by the crossbar in the same cycle):
+//          both registers load at an edge with re_i, so the data of a read appears after the
+//          second edge with re_i (a stall pipeline: every stage advances with re_i).
 //   write: at a rising edge with we_i, the value of lane l goes to wr_addr_i + l for every
 //          l < wr_lanes_i.
 // Addresses are taken modulo 2^AddrWidth, so a negative read address (a padded window) is fine
@@ -26,6 +30,8 @@ module data_mem #(
   parameter int Width     = 16,
   /// Words per bank; a power of two would waste nothing in the address; 2..2^20.
   parameter int BankDepth = 64,
+  /// Output register after the lane crossbar: 0 = read latency 1, 1 = two re_i edges; 0..1.
+  parameter int OutReg    = 0,
   /// Flat address width, log2(Banks) + $clog2(BankDepth) (derived; do not override).
   parameter int AddrWidth = $clog2(Banks) + $clog2(BankDepth),
   /// Lane-count width (derived; do not override).
@@ -64,6 +70,9 @@ module data_mem #(
   end
   if (BankDepth < 2 || BankDepth > (1 << 20)) begin : gen_check_depth
     `NUQ_ELAB_FATAL((1, "data_mem: BankDepth=%0d must lie in 2..2^20", BankDepth))
+  end
+  if (OutReg < 0 || OutReg > 1) begin : gen_check_outreg
+    `NUQ_ELAB_FATAL((1, "data_mem: OutReg=%0d must be 0 or 1", OutReg))
   end
 
   logic [Lg-1:0]     rd_lo, rd2_lo, wr_lo, rot_q;
@@ -121,15 +130,26 @@ module data_mem #(
   end
 
   // lane l = bank (rot + l) mod Banks
+  logic [Banks*Width-1:0] lanes;
   for (genvar l = 0; l < Banks; l++) begin : gen_lane
     logic [Lg-1:0] sel;
     assign sel = rot_q + Lg'(l);
     always_comb begin
-      rd_data_o[l*Width +: Width] = '0;
+      lanes[l*Width +: Width] = '0;
       for (int b = 0; b < Banks; b++) begin
-        if (sel == Lg'(b)) rd_data_o[l*Width +: Width] = bank_q[b*Width +: Width];
+        if (sel == Lg'(b)) lanes[l*Width +: Width] = bank_q[b*Width +: Width];
       end
     end
+  end
+
+  if (OutReg == 1) begin : gen_out_reg
+    logic [Banks*Width-1:0] out_q;
+    always_ff @(posedge clk_i) begin
+      if (re_i) out_q <= lanes;
+    end
+    assign rd_data_o = out_q;
+  end else begin : gen_out_comb
+    assign rd_data_o = lanes;
   end
 
 endmodule

@@ -184,10 +184,12 @@ module nuq_engine #(
   logic [32*NumFields-1:0] sh_q;        // shadow descriptor of the next pass
   logic                    pf_done, act_valid_q, pass_done, sw;
 
+  // a small sparse ROM (most field bits are 0): LUTs rather than whole block RAMs
   ram_sdp #(
     .Width   (64),
     .Depth   (NumPasses * DescWords),
-    .InitFile(DescFile)
+    .InitFile(DescFile),
+    .Logic   (1)
   ) u_desc (
     .clk_i,
     .we_i   (1'b0),
@@ -412,22 +414,30 @@ module nuq_engine #(
   assign seq_user = {thr_q, nlanes, wr_q};
 
   // ---- memories read by a beat: data banks, kernel table, weights, biases (all synchronous) --
+  // Two issue stages that advance together (st_ready): s1 = the memories' read registers, st =
+  // the data memory's crossbar output register and registered copies of the ROM words (the
+  // block-RAM clock-to-out and the lane crossbar are not in the same cycle as the consumers).
+  logic                     s1_valid_q, s1_last_q, s1_first_q, s1_row_ok_q;
+  logic [UserWidth-1:0]     s1_user_q;
+  logic [ClsWidth-1:0]      s1_idx_q;
+  logic [DimW-1:0]          s1_win_x_q;
   logic                     st_valid_q, st_ready, st_last_q, st_first_q, st_row_ok_q;
   logic [UserWidth-1:0]     st_user_q;
   logic [ClsWidth-1:0]      st_idx_q;
   logic [DimW-1:0]          st_win_x_q;
   logic                     st_take;  // the consumer of the current pass takes the stage's beat
   logic [Banks*AccWidth-1:0] mem_rd;
-  logic [Simd*TabLaneW-1:0] tab_word;
-  logic [Pe*Simd*WBits-1:0] st_wgt;
-  logic [Pe*BiasWidth-1:0]  st_bias;
+  logic [Simd*TabLaneW-1:0] tab_rd, tab_word;
+  logic [Pe*Simd*WBits-1:0] wgt_rd, st_wgt;
+  logic [Pe*BiasWidth-1:0]  bias_rd, st_bias;
 
   assign st_ready = !st_valid_q || st_take;
 
   data_mem #(
     .Banks    (Banks),
     .Width    (AccWidth),
-    .BankDepth(BankDepth)
+    .BankDepth(BankDepth),
+    .OutReg   (1)
   ) u_mem (
     .clk_i,
     .we_i      (wr_valid),
@@ -452,7 +462,7 @@ module nuq_engine #(
     .wdata_i('0),
     .re_i   (st_ready),
     .raddr_i(tab_q),
-    .rdata_o(tab_word)
+    .rdata_o(tab_rd)
   );
 
   ram_sdp #(
@@ -466,7 +476,7 @@ module nuq_engine #(
     .wdata_i('0),
     .re_i   (st_ready),
     .raddr_i(wgt_q),
-    .rdata_o(st_wgt)
+    .rdata_o(wgt_rd)
   );
 
   ram_sdp #(
@@ -480,29 +490,40 @@ module nuq_engine #(
     .wdata_i('0),
     .re_i   (st_ready),
     .raddr_i(bias_q),
-    .rdata_o(st_bias)
+    .rdata_o(bias_rd)
   );
 
-  // ---- issue stage: the banks' read registers plus the beat's control ------------------------
+  // ---- issue stages: the beat's control alongside the memories' two read registers ----------
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      st_valid_q  <= 1'b0;
-      st_last_q   <= 1'b0;
-      st_first_q  <= 1'b0;
-      st_row_ok_q <= 1'b0;
-      st_win_x_q  <= '0;
-      st_user_q   <= '0;
-      st_idx_q    <= '0;
+      {s1_valid_q, s1_last_q, s1_first_q, s1_row_ok_q} <= '0;
+      {st_valid_q, st_last_q, st_first_q, st_row_ok_q} <= '0;
+      {s1_win_x_q, s1_user_q, s1_idx_q} <= '0;
+      {st_win_x_q, st_user_q, st_idx_q} <= '0;
     end else if (st_ready) begin
-      st_valid_q <= step && (d_op != OpLoad);
+      s1_valid_q <= step && (d_op != OpLoad);
       if (step && (d_op != OpLoad)) begin
-        st_last_q   <= (d_op == OpOut) ? last_beat : last_dot;
-        st_first_q  <= (ky_q == '0) && (in_q == '0);
-        st_row_ok_q <= row_ok;
-        st_win_x_q  <= win_x_q;
-        st_user_q   <= seq_user;
-        st_idx_q    <= ClsWidth'(ox_q);
+        s1_last_q   <= (d_op == OpOut) ? last_beat : last_dot;
+        s1_first_q  <= (ky_q == '0) && (in_q == '0);
+        s1_row_ok_q <= row_ok;
+        s1_win_x_q  <= win_x_q;
+        s1_user_q   <= seq_user;
+        s1_idx_q    <= ClsWidth'(ox_q);
       end
+      st_valid_q <= s1_valid_q;
+      if (s1_valid_q) begin
+        {st_last_q, st_first_q, st_row_ok_q} <= {s1_last_q, s1_first_q, s1_row_ok_q};
+        {st_win_x_q, st_user_q, st_idx_q} <= {s1_win_x_q, s1_user_q, s1_idx_q};
+      end
+    end
+  end
+
+  // the ROM words, registered like the data memory's lanes (data registers: no reset)
+  always_ff @(posedge clk_i) begin
+    if (st_ready) begin
+      tab_word <= tab_rd;
+      st_wgt   <= wgt_rd;
+      st_bias  <= bias_rd;
     end
   end
 
@@ -887,7 +908,8 @@ module nuq_engine #(
       default: step = running && st_ready;
     endcase
   end
-  assign pass_done = act_valid_q && issued_q && !st_valid_q && (wr_cnt_q == d_writes);
+  assign pass_done = act_valid_q && issued_q && !s1_valid_q && !st_valid_q &&
+                     (wr_cnt_q == d_writes);
 
   // Fields wider than their use (descriptor words are 32 bits) and the group bits the writer
   // does not need.

@@ -24,6 +24,10 @@ module ram_sdp #(
   parameter int Depth     = 512,
   /// $readmemh image loaded at time 0 ("" = none: the words start unspecified; X in Icarus).
   parameter     InitFile  = "",
+  /// Memory style for Yosys (ram_style / rom_style attribute): 0 = "auto" (block RAM where it
+  /// pays), 1 = "logic" (LUTs and flip-flops: a small sparse ROM that would otherwise take whole
+  /// block RAMs); simulation is the same; 0..1.
+  parameter int Logic     = 0,
   /// Address width in bits, max(1, $clog2(Depth)) (derived; do not override).
   parameter int AddrWidth = (Depth > 1) ? $clog2(Depth) : 1
 ) (
@@ -49,8 +53,14 @@ module ram_sdp #(
   if (Depth < 1 || Depth > (1 << 24)) begin : gen_check_depth
     `NUQ_ELAB_FATAL((1, "ram_sdp: Depth=%0d must lie in 1..2^24", Depth))
   end
+  if (Logic < 0 || Logic > 1) begin : gen_check_logic
+    `NUQ_ELAB_FATAL((1, "ram_sdp: Logic=%0d must be 0 or 1", Logic))
+  end
 
-  (* no_rw_check *) logic [Width-1:0] mem_q [Depth];
+  /* verilator lint_off UNUSEDPARAM */  // used by the attributes only
+  localparam Style = (Logic == 1) ? "logic" : "auto";
+  /* verilator lint_on UNUSEDPARAM */
+  (* no_rw_check, ram_style = Style, rom_style = Style *) logic [Width-1:0] mem_q [Depth];
   logic [Width-1:0] rdata_q;
 
   if (InitFile != "") begin : gen_init

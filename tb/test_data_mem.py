@@ -73,6 +73,8 @@ async def random_access(dut):
              rng.randrange(0, banks + 1)) for _ in range(N_OPS)]
     ops += [("r", a, 0) for a in range(0, model.n, banks)]
     expect: list[tuple[int, int | None, str]] | None = None  # lanes due after this edge
+    out_reg = p.get("OutReg", 0)  # 1: a read's data appears after the next read edge
+    pending: list[tuple[int, int | None, str]] | None = None
     checked = 0
     for i, (kind, addr, lanes) in enumerate(ops):
         dut.we_i.value = 0
@@ -98,6 +100,8 @@ async def random_access(dut):
                            else model.read(addr2 + l - half),
                            f"op {i} read{' split' if kind == 's' else ''} addr {addr} "
                            f"addr2 {addr2} lane {l}") for l in range(banks)]
+            if out_reg:
+                new_expect, pending = pending, new_expect
         # a write in the same cycle as a read goes to other addresses only (callers' contract)
         if kind == "r" and rng.random() < 0.5:
             span = {(addr + l) % (1 << aw) for l in range(banks)}
@@ -127,10 +131,10 @@ async def random_access(dut):
 
 
 SWEEP = [dict(Banks=2, Width=5, BankDepth=3), dict(Banks=8, Width=12, BankDepth=16),
-         dict(Banks=16, Width=21, BankDepth=7)]
+         dict(Banks=16, Width=21, BankDepth=7), dict(Banks=4, Width=7, BankDepth=5, OutReg=1)]
 
 
-@pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, [2]))
+@pytest.mark.parametrize("sim,params", sweep_cases(SWEEP, [2, 3]))
 def test_data_mem(sim: str, params: dict) -> None:
     run_cocotb("data_mem", SRCS, "tb.test_data_mem", sim, params)
 

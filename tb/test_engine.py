@@ -227,6 +227,7 @@ def _unpack_signed(word: int, n: int, width: int) -> list[int]:
 RANDOM_SEEDS = (1, 2, 3)
 RANDOM_IMAGES = 8
 DIGITS_IMAGES = 20
+TIE_IMAGES = 4
 # (simulator, Pe, Simd, BinarySearch): odd shapes and both threshold implementations; one
 # build per row (Verilator builds dominate), several models per build
 RANDOM_CONFIGS = [("verilator", 4, 4, 0), ("icarus", 3, 5, 1)]
@@ -273,13 +274,43 @@ def test_engine_digits(conf: tuple) -> None:
         pytest.skip(f"{DIGITS_MODEL} does not exist yet (the training export writes it)")
     sim, pe, simd, bs = conf
     model = load_model(DIGITS_MODEL)
-    top, root, params, widths, plans = build_for([model], EngineConfig(pe, simd, bs),
-                                                 f"digits_pe{pe}_simd{simd}_bs{bs}")
     x, _ = digits_split()
+    tied, ties = tied_copy(model, x[:TIE_IMAGES])
+    assert ties, "the tied copy must tie on at least one image (else the check is void)"
+    top, root, params, widths, plans = build_for([model, tied], EngineConfig(pe, simd, bs),
+                                                 f"digits_pe{pe}_simd{simd}_bs{bs}")
     res = run_engine(DIGITS_MODEL, plans[0], x[:DIGITS_IMAGES], top, root, params, widths, sim,
                      "engine_stream", {"bubble": 0.2, "backpressure": 0.4,
                                        "reset_at": DIGITS_IMAGES // 2})
     assert res["matched"] >= DIGITS_IMAGES
+    # The same build on the shipped model with two tied classes: the digits logits never tie,
+    # so only this run checks the engine's class against golden's tie rule (lowest index).
+    d = root.parent / "models" / tied.name
+    save_model(tied, d)
+    res = run_engine(d, plans[1], x[:TIE_IMAGES], top, root, params, widths, sim, "engine_stream",
+                     {"bubble": 0.2, "backpressure": 0.4, "reset_at": TIE_IMAGES}, tag=tied.name)
+    assert res["matched"] >= TIE_IMAGES
+
+
+def tied_copy(model, images: np.ndarray) -> tuple:
+    """A copy of ``model`` whose output layer gives class k the weights and bias of class j,
+    j the class golden predicts for the first image and k = j - 1 (j + 1 for class 0), so
+    that classes j and k tie on every image predicted j. Returns the copy and the indices of
+    ``images`` whose logits tie at the maximum (golden's rule then picks min(j, k))."""
+    import copy
+    tied = copy.deepcopy(model)
+    tied.name = f"{model.name}_tie"
+    out = tied.layer(tied.output).arrays
+    j = ops.argmax(infer(model, images[0]).reshape(-1))
+    k = j - 1 if j > 0 else j + 1
+    out["weight"][k] = out["weight"][j]
+    out["bias"][k] = out["bias"][j]
+    ties = []
+    for i, im in enumerate(images):
+        v = infer(tied, im).reshape(-1)
+        if np.count_nonzero(v == v.max()) > 1:
+            ties.append(i)
+    return tied, ties
 
 
 # ---- bad input: refused before any simulation, with the field named ---------------------------

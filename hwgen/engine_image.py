@@ -32,7 +32,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from golden import ops
-from golden.model import ACT_OPS, IntModel
+from golden.lower import lower_requant
+from golden.model import ACT_OPS, ExportError, IntModel
 
 # Pass kinds and activation selectors (must match rtl/nuq_engine.sv).
 OP_LOAD, OP_MAC, OP_ACT, OP_ADD, OP_POOL, OP_OUT = range(6)
@@ -355,7 +356,12 @@ def _plan_core(model: IntModel, cfg: EngineConfig) -> EnginePlan:
 def plan(model: IntModel, cfg: EngineConfig = EngineConfig()) -> EnginePlan:
     """Passes, memory map and parameters of ``model`` on an engine of shape ``cfg``; fills
     every descriptor field (:data:`FIELDS`: the loop bounds and the address steps the engine's
-    counters add). Raises :class:`EngineLimitError` for what the engine cannot run."""
+    counters add). Raises :class:`EngineLimitError` for what the engine cannot run. A
+    ``requant`` layer runs as its exact threshold form (:func:`golden.lower.lower_requant`)."""
+    try:
+        model = lower_requant(model)
+    except ExportError as e:
+        raise EngineLimitError(str(e)) from None
     pl = _plan_core(model, cfg)
     wgt = tab = bias = 0
     for p in pl.passes:

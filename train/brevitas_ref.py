@@ -234,12 +234,13 @@ def compare(bits: Sequence[int], epochs: int, sim_n: int, mnist_epochs: int = 0,
                          "—", extra, f"{rtl['bit_exact']}/{rtl.get('images', sim_n or 360)}",
                          rtl["cycles_per_image"], mb))
     wall = time.time() - t0
-    lines = ["# Brevitas uniform QAT vs our Gaussian threshold quantizer (digits)", "",
+    lines = ["# Brevitas uniform QAT vs our Gaussian threshold quantizer", "",
              "Written by `make compare` (`python -m train.brevitas_ref --compare`); "
              f"wall time of all its steps (training, import and bit-exact checks, RTL "
              f"simulations, as each recorded it): **{sum(steps) / 60:.1f} min** on the shared "
              f"2-core machine (load average 8-10 during the run; this invocation itself took "
              f"{wall / 60:.1f} min, reusing the steps already done under `build/compare/`).", "",
+             "## digits (360 test images)", "",
              "| (w,a) | model | test acc % (seed 0, golden = RTL) | ours, 5 seeds (docs/results.md) "
              "| golden vs qonnx execute_onnx (streamlined) | RTL bit-exact logits | "
              "RTL cycles/image | weight bits | threshold bits | bias bits |",

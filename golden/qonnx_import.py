@@ -127,6 +127,7 @@ class Importer:
         self.input_bits = 0
         self.input_scale = Fraction(1)
         self.origin: dict[str, str] = {}  # golden layer -> onnx node
+        self.add_bounds: dict[str, int] = {}  # residual add layer -> bound of its sum
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -148,6 +149,8 @@ class Importer:
         lay = self.layer_of(layer)
         if lay.op == "maxpool":
             return self.tensor_bits(lay.inputs[0])
+        if lay.op == "add":
+            return lay.attrs["out_bits"]
         return lay.attrs["a_bits"] if lay.op == "threshold" else lay.attrs["acc_bits"]
 
     # ---- graph input --------------------------------------------------------------------
@@ -263,9 +266,9 @@ class Importer:
                   s_out: list[Fraction]) -> None:
         """Add a threshold layer on accumulator ``v`` (thresholds on the integer ``acc``)."""
         lay = self.layer_of(v.layer)
-        if lay.op not in ("conv2d", "dense"):
+        if lay.op not in ("conv2d", "dense", "add"):
             raise _refuse(node, f"quantizes the output of {lay.op} '{lay.name}' (needs a "
-                                "conv/dense accumulator)")
+                                "conv/dense accumulator or a residual sum)")
         bound = self.acc_bound(lay)
         levels = (1 << bits) - 1
         full = np.empty((thr.shape[0], levels), dtype=object)
@@ -279,9 +282,10 @@ class Importer:
                 k = int(np.argmax(d < 0))
                 raise _refuse(node, f"thresholds of channel {ch} are not ascending: "
                                     f"T[{k}]={full[ch, k]} > T[{k + 1}]={full[ch, k + 1]}")
-        lay.attrs["acc_bits"] = max(lay.attrs["acc_bits"], ops.signed_width(bound + 1))
-        if lay.attrs["acc_bits"] > 62:
-            raise _refuse(node, f"needs a {lay.attrs['acc_bits']}-bit accumulator (> 62)")
+        key = "out_bits" if lay.op == "add" else "acc_bits"
+        lay.attrs[key] = max(lay.attrs[key], ops.signed_width(bound + 1))
+        if lay.attrs[key] > 62:
+            raise _refuse(node, f"needs a {lay.attrs[key]}-bit accumulator (> 62)")
         name = self.new_name("q")
         self.layers.append(Layer(name, "threshold", [v.layer], {"a_bits": bits},
                                  {"thresholds": full}))
@@ -289,6 +293,9 @@ class Importer:
         self.vals[node.output[0]] = Val("code", name, s_out, chw=v.chw, flat=v.flat, n=v.n)
 
     def acc_bound(self, lay: Layer) -> int:
+        """Largest magnitude layer ``lay``'s accumulator (or residual sum) can take."""
+        if lay.op == "add":
+            return self.add_bounds[lay.name]
         x_bits = self.tensor_bits(lay.inputs[0])
         w = lay.arrays["weight"]
         fan = w[0].size
@@ -444,9 +451,11 @@ class Importer:
     def on_elementwise(self, node: Any) -> None:
         srcs = [i for i in node.input if i in self.vals]
         consts = [i for i in node.input if self.const(i) is not None or i in self.weights]
+        if len(srcs) == 2 and node.op_type == "Add":
+            self.vals[node.output[0]] = self.residual_add(node, *(self.vals[i] for i in srcs))
+            return
         if len(srcs) != 1 or len(consts) != 1:
-            raise _refuse(node, "two computed inputs (a residual add) is not supported yet"
-                          if len(srcs) == 2 else "needs one computed and one constant input")
+            raise _refuse(node, "needs one computed and one constant input")
         v = self.vals[srcs[0]]
         v2 = Val(v.kind, v.layer, list(v.scale), list(v.beta), v.chw, v.flat, v.n)
         if v.kind != "acc":
@@ -458,6 +467,38 @@ class Importer:
             v2.scale = [s * ff for s, ff in zip(v2.scale, f)]
             v2.beta = [b * ff for b, ff in zip(v2.beta, f)]
         self.vals[node.output[0]] = v2
+
+    def residual_add(self, node: Any, m: Val, r: Val) -> Val:
+        """Two accumulators of one positive scale each, a power of two apart (<= 2^15): our
+        ``add`` with the coarser input shifted left, wide enough never to saturate."""
+        for v in (m, r):
+            if v.kind != "acc" or self.layer_of(v.layer).op not in ("conv2d", "dense", "add"):
+                raise _refuse(node, "a residual add of codes: both inputs must be conv/dense "
+                                    "accumulators (our add)")
+            if len(set(v.scale)) != 1 or v.scale[0] <= 0:
+                raise _refuse(node, "a residual input with per-channel scales (e.g. BatchNorm) "
+                                    "does not align with shifts")
+        if (m.chw, m.n) != (r.chw, r.n):
+            raise _refuse(node, f"input shapes {m.chw or m.n} and {r.chw or r.n} differ")
+        ratio = m.scale[0] / r.scale[0]
+        big = max(ratio, 1 / ratio)
+        k = big.numerator.bit_length() - 1
+        if big.denominator != 1 or big.numerator != 1 << k:
+            raise _refuse(node, f"scales {float(m.scale[0]):.6g} and {float(r.scale[0]):.6g} are "
+                                "not a power of two apart (use power-of-two scales, e.g. "
+                                "Brevitas *FixedPoint quantizers)")
+        if k > 15:
+            raise _refuse(node, f"scales 2^{k} apart: more than the add's 15-bit alignment")
+        shifts = [k, 0] if ratio >= 1 else [0, k]
+        bound = (self.acc_bound(self.layer_of(m.layer)) << shifts[0]) + (
+            self.acc_bound(self.layer_of(r.layer)) << shifts[1])
+        name = self.new_name("add")
+        self.layers.append(Layer(name, "add", [m.layer, r.layer],
+                                 {"out_bits": ops.signed_width(bound), "shifts": shifts}))
+        self.origin[name] = node.name
+        self.add_bounds[name] = bound
+        return Val("acc", name, [min(m.scale[0], r.scale[0])] * len(m.scale),
+                   [a + b for a, b in zip(m.beta, r.beta)], chw=m.chw, n=m.n)
 
     def on_multithreshold(self, node: Any) -> None:
         v = self.vals.get(node.input[0])

@@ -168,6 +168,59 @@ def test_import_bit_exact_vs_execute_onnx(a_bits: int, mode: str) -> None:
     np.testing.assert_array_equal(as_integers(run_qonnx(to_qonnx(model), x)), got)
 
 
+def residual_like(seed: int = 1, scale_b: float = 2.0 ** -3) -> onnx.ModelProto:
+    """input Quant -> conv a (the residual r) -> Relu -> Quant -> conv b (m) -> Add(m, r) ->
+    Relu -> Quant (3 bits) -> Reshape -> Gemm; power-of-two scales (``scale_b``: conv b's
+    weight scale), so the two accumulators are a power of two apart."""
+    rng = np.random.default_rng(seed)
+    nodes: list = []
+    inits: list = []
+    c, h = 2, 4
+    x = _quant(nodes, inits, "q_in", "x", 1.0, 3, 0, 0)
+    inits.append(_init("wa", rng.integers(-3, 4, size=(c, 1, 3, 3)) * 0.25))
+    inits.append(_init("ba", rng.integers(-4, 5, size=c) / 8.0))
+    nodes.append(helper.make_node("Conv", [x, _quant(nodes, inits, "q_wa", "wa", 0.25, 3, 1, 1),
+                                           "ba"], ["r"], name="conv_a", pads=[1] * 4))
+    nodes.append(helper.make_node("Relu", ["r"], ["ra"], name="relu_a"))
+    a = _quant(nodes, inits, "q_a", "ra", 0.5, 2, 0, 0)
+    inits.append(_init("wb", rng.integers(-3, 4, size=(c, c, 3, 3)) * scale_b))
+    nodes.append(helper.make_node("Conv", [a, _quant(nodes, inits, "q_wb", "wb", scale_b, 3, 1,
+                                                     1)], ["m"], name="conv_b", pads=[1] * 4))
+    nodes.append(helper.make_node("Add", ["m", "r"], ["s"], name="res_add"))
+    nodes.append(helper.make_node("Relu", ["s"], ["rs"], name="relu_s"))
+    o = _quant(nodes, inits, "q_o", "rs", 0.5, 3, 0, 0)
+    inits.append(onnx.numpy_helper.from_array(np.array([1, c * h * h], dtype=np.int64), "sh"))
+    nodes.append(helper.make_node("Reshape", [o, "sh"], ["f"], name="flat"))
+    inits.append(_init("wf", rng.integers(-7, 8, size=(3, c * h * h)) * 0.25))
+    nodes.append(helper.make_node("Gemm", ["f", _quant(nodes, inits, "q_wf", "wf", 0.25, 4, 1, 1)],
+                                  ["y"], name="fc", transB=1))
+    g = helper.make_graph(nodes, "residual_like",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, h, h])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                          initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                               helper.make_opsetid(Q, 1)])
+
+
+def test_import_residual_add_bit_exact() -> None:
+    """Add of two accumulators 2^k apart -> our add (shifts), exact vs execute_onnx."""
+    src = residual_like()
+    model, s, _ = import_qonnx(src)
+    add = [lay for lay in model.layers if lay.op == "add"]
+    assert len(add) == 1 and add[0].attrs["shifts"] == [0, 2]
+    x = np.random.default_rng(6).integers(0, 8, size=(40, 4, 4, 1))
+    want = run_qonnx(src, x.astype(np.float64)) / float(s)
+    np.testing.assert_array_equal(want, np.round(want))
+    np.testing.assert_array_equal(predict(model, x)[0], want.astype(np.int64))
+    codes = np.stack([__import__("golden.model").model.run(model, im)["q1"] for im in x])
+    assert len(np.unique(codes)) >= 4  # the quantizer after the add is exercised
+
+
+def test_import_residual_scales_not_aligned() -> None:
+    with pytest.raises(QonnxImportError, match=r"node res_add \(Add\): .*power of two"):
+        import_qonnx(residual_like(scale_b=0.3))
+
+
 def test_import_round_trip_of_our_export() -> None:
     """Our own QONNX graph (no residual/shift: conv, threshold, log2 as MultiThreshold, pool,
     dense) imports back to a model with the same logits."""
@@ -239,7 +292,8 @@ REFUSALS = [
      lambda nodes, inits: (inits.append(_init("b2x", [0.3, 0.1, 0.0, 0.2])),
                            _replace_node("fc", _float_bias)(nodes, inits)),
      "node fc (Gemm)", "not an integer"),
-    ("residual add", _replace_node("relu1", _residual), "(Add)", "residual add"),
+    ("residual add of per-channel scales", _replace_node("relu1", _residual), "(Add)",
+     "per-channel scales"),
     ("descending thresholds", _descending, "(MultiThreshold)", "not ascending"),
     ("zero point", _set("q_a1_z", 1.0), "(Quant)", "zero point"),
 ]

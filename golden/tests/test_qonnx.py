@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from golden.__main__ import main
-from golden.model import load_model, predict
+from golden.model import load_model, predict, run
 from golden.qonnx_export import as_integers, run_qonnx, to_qonnx
 from golden.qonnx_import import QonnxImportError, import_qonnx
 from golden.random_model import random_images, random_model
@@ -107,6 +107,16 @@ def _quant(nodes, inits, name: str, src: str, scale, bits: int, signed: int, nar
     return name
 
 
+def _model(name: str, nodes: list, inits: list, h: int, classes: int) -> onnx.ModelProto:
+    """The graph with input ``x`` (1, 1, h, h) and output ``y`` (1, classes)."""
+    g = helper.make_graph(nodes, name,
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, h, h])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, classes])],
+                          initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                               helper.make_opsetid(Q, 1)])
+
+
 def brevitas_like(seed: int = 0, a_bits: int = 2, w_bits: int = 3, act_mode: str = "ROUND",
                   edit=None) -> onnx.ModelProto:
     """input Quant (3-bit codes, scale 1) -> Conv (per-channel power-of-two weight scales,
@@ -146,12 +156,7 @@ def brevitas_like(seed: int = 0, a_bits: int = 2, w_bits: int = 3, act_mode: str
     nodes.append(helper.make_node("Gemm", ["f", w2, b2], ["y"], name="fc", transB=1))
     if edit is not None:
         edit(nodes, inits)
-    g = helper.make_graph(nodes, "brevitas_like",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, h, h])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-                          initializer=inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
-                                               helper.make_opsetid(Q, 1)])
+    return _model("brevitas_like", nodes, inits, h, 4)
 
 
 @pytest.mark.parametrize("a_bits,mode", [(2, "ROUND"), (3, "FLOOR"), (4, "CEIL")])
@@ -194,12 +199,7 @@ def residual_like(seed: int = 1, scale_b: float = 2.0 ** -3) -> onnx.ModelProto:
     inits.append(_init("wf", rng.integers(-7, 8, size=(3, c * h * h)) * 0.25))
     nodes.append(helper.make_node("Gemm", ["f", _quant(nodes, inits, "q_wf", "wf", 0.25, 4, 1, 1)],
                                   ["y"], name="fc", transB=1))
-    g = helper.make_graph(nodes, "residual_like",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, h, h])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-                          initializer=inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
-                                               helper.make_opsetid(Q, 1)])
+    return _model("residual_like", nodes, inits, h, 3)
 
 
 def test_import_residual_add_bit_exact() -> None:
@@ -212,7 +212,7 @@ def test_import_residual_add_bit_exact() -> None:
     want = run_qonnx(src, x.astype(np.float64)) / float(s)
     np.testing.assert_array_equal(want, np.round(want))
     np.testing.assert_array_equal(predict(model, x)[0], want.astype(np.int64))
-    codes = np.stack([__import__("golden.model").model.run(model, im)["q1"] for im in x])
+    codes = np.stack([run(model, im)["q1"] for im in x])
     assert len(np.unique(codes)) >= 4  # the quantizer after the add is exercised
 
 

@@ -114,7 +114,9 @@ def serial_cycles(model: IntModel, pe: int, simd: int) -> dict[str, Any]:
 
 FMAX_ARCHS = ("up5k", "ecp5")
 # Serial engine: Pe x Simd per model; dataflow engine: planner targets (cycles per image).
-SERIAL_FOLDS = {"models/digits": ((4, 4), (8, 8)), "models/mnist": ((16, 8),)}
+# digits 1x4: the folding that fits the iCE40 UP5K (Pe 1 halves threshold_quant's per-lane
+# stage memories, which are block RAM).
+SERIAL_FOLDS = {"models/digits": ((1, 4), (2, 2), (4, 4), (8, 8)), "models/mnist": ((16, 8),)}
 DATAFLOW_TARGETS = {"models/digits": (4608, 1152), "models/mnist": (28224,)}
 FAMILIES = (("xilinx", "xc7a35t"), ("up5k", "up5k"), ("ecp5", "ecp5-25"))
 RUN_ORDER = ("ecp5", "up5k", "xilinx")  # quickest flow first (Yosys's ECP5 flow is the fastest)
@@ -231,6 +233,7 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
             row["error"] = f"{type(e).__name__}: {e}"
             log(f"engine {b['engine']} {b['model']}: generator failed: {row['error']}")
             return row
+        pre = rtl_version(p.files)  # Yosys reads the sources when it starts
         try:
             r = synthesize(p, force=force, timeout_s=ENGINE_TIMEOUT_S)
         except SynthError as e:
@@ -238,9 +241,10 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
             log(f"engine {p.name}: FAILED {e}")
             continue
         if "rtl" not in r:  # the sources this result was synthesized from
-            r["rtl"] = rtl_version(p.files)
+            r["rtl"] = pre
             (ROOT / BUILD / "cache" / p.key / "result.json").write_text(json.dumps(r, indent=1))
         row.setdefault("rtl", r["rtl"])
+        row[f"{arch}_rtl"] = r["rtl"]
         row.update({f"{arch}_{k}": r[k] for k in ("lut", "ff", "carry", "dsp", "lutram", "muxf",
                                                   "synth_s")})
         row[f"{arch}_luts"], row[f"{arch}_bram"] = luts(r), bram36(r)
@@ -337,7 +341,7 @@ def _pnr_reason(msg: str) -> str:
 CSV_COLS = ("engine", "model", "folding", "rtl", "lanes", "macs", "cycles", "cycles_src", "util",
             *(f"{a}_{k}" for a, _ in FAMILIES for k in (
                 "luts", "lut", "ff", "carry", "lutram", "muxf", "bram", "dsp", "fits", "est_lut",
-                "est_bram", "est_dsp", "synth_s", "error")),
+                "est_bram", "est_dsp", "synth_s", "error", "rtl")),
             *(f"{a}_{k}" for a in FMAX_ARCHS for k in ("fmax", "pnr_cells", "fmax_error", "ips",
                                                        "ips_per_klut", "crit")),
             "error")
@@ -361,6 +365,13 @@ def merge_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     replaced by ``rows`` (new builds appended); serial before dataflow, then model, lanes."""
     new = {_key(r): r for r in rows}
     old = [dict(r) for r in csv.DictReader(path.open())] if path.is_file() else []
+    for o in old:  # a family the new run did not synthesize keeps its earlier figures
+        n = new.get(_key(o))
+        for a, _ in (FAMILIES if n is not None else ()):
+            if n.get(f"{a}_luts") in (None, "") and o.get(f"{a}_luts") not in (None, ""):
+                n.update({k: v for k, v in o.items() if k.startswith(f"{a}_")})
+                n[f"{a}_rtl"] = o.get(f"{a}_rtl") or o.get("rtl", "")
+                n.pop(f"{a}_error", None)
     out = [r for r in old if _key(r) not in new] + rows
     lanes = (lambda r: float(r.get("lanes") or 0))
     return sorted(out, key=lambda r: (r["engine"] != "serial", r["model"], lanes(r)))
@@ -382,12 +393,12 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
     head = ["engine", "model", "folding", "cycles/image", "MAC util.",
             "Xilinx LUT / FF / BRAM36 / DSP", "UP5K LUT4 / FF / EBR / DSP",
             "ECP5 LUT / FF / EBR / MULT18", "Fmax UP5K / ECP5 MHz", "images/s at Fmax (ECP5)",
-            "images/s per 1k LUT (ECP5)", "fits 35T / UP5K / 25F"]
+            "images/s per 1k LUT (ECP5)", "fits 35T / UP5K / 25F", "rtl 35T / UP5K / 25F"]
     tab = []
     for r in rows:
         if r.get("error"):
             tab.append([r["engine"], r["model"], r["folding"], "-", "-",
-                        f"not built: {r['error'][:120]}", "", "", "", "", "", ""])
+                        f"not built: {r['error'][:120]}", "", "", "", "", "", "", ""])
             continue
         res = []
         for a, _ in FAMILIES:
@@ -404,7 +415,10 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
         tab.append([r["engine"], r["model"], r["folding"],
                     f"{_f(r.get('cycles'))} ({'sim' if 'measured' in str(r.get('cycles_src')) else 'model'})",
                     _f(r.get("util"), "{:.2f}"), *res, fm, _f(r.get("ecp5_ips")),
-                    _f(r.get("ecp5_ips_per_klut"), "{:.1f}"), fit])
+                    _f(r.get("ecp5_ips_per_klut"), "{:.1f}"), fit,
+                    " / ".join(str(r.get(f"{a}_rtl") or (r.get("rtl") if r.get(f"{a}_luts")
+                                                          not in (None, "") else "") or "-")
+                               for a, _ in FAMILIES)])
     md = [BEGIN, "## Whole-network engines", "",
           "<!-- Generated by `make synth-engines` (synth/engines.py); edits are overwritten. -->",
           "",
@@ -427,8 +441,10 @@ def section(rows: list[dict[str, Any]], elapsed: float | None = None) -> str:
           "(Xilinx), SB_LUT4 (UP5K), LUT4 + 2 per CCU2C (ECP5). Fits: against the Artix-7 35T "
           "(20,800 LUT, 50 BRAM36, 90 DSP), iCE40 UP5K (5,280 LC, 30 EBR, 8 DSP) and ECP5 "
           "LFE5U-25F (24,288 LUT, 56 EBR, 28 MULT18). All rows in "
-          "[data/engines.csv](data/engines.csv), whose `rtl` column gives the commit each "
-          "build was synthesized from (and the rtl/ files then uncommitted). `not run`: not "
+          "[data/engines.csv](data/engines.csv); the last column (`<family>_rtl` in the CSV) "
+          "gives the commit each family's figures were synthesized from (with the rtl/ files "
+          "then uncommitted; a family not re-run keeps its earlier figures and commit). Fmax: "
+          "the block's own netlist placed inside the wrapper (no second synthesis). `not run`: not "
           "synthesized yet (`make synth-engines` builds it; each engine build takes 2-15 "
           "minutes of Yosys per family here).", "",
           md_table(head, tab), ""]

@@ -35,8 +35,45 @@ from .data import carve_validation, load_dataset
 from .trainer import random_shift
 
 
-def build(dataset: str, w_bits: int, a_bits: int, in_bits: int) -> nn.Module:
-    """The Brevitas network for ``dataset`` (see the module docstring)."""
+class ResidualDigits(nn.Module):
+    """Our digits CNN *with* its residual block, in Brevitas: ``stem`` (8-bit weights) ->
+    ``q_in`` -> ``c1`` + BN -> ``q1`` -> ``c2``; ``q_out(c2 + stem)`` -> maxpool -> ``fc``
+    (8-bit). Weights and activations use power-of-two (fixed-point) scales and the two convs
+    feeding the add have no BatchNorm, so the two accumulators are a power of two apart and
+    the add imports as ours (shifts)."""
+
+    def __init__(self, w_bits: int, a_bits: int, in_bits: int, pixel_quant: type):
+        super().__init__()
+        import brevitas.nn as qnn
+        from brevitas.quant import (Int8WeightPerTensorFixedPoint, Int32Bias,
+                                    Uint8ActPerTensorFixedPoint)
+
+        def conv(cin: int, cout: int, wb: int) -> nn.Module:
+            return qnn.QuantConv2d(cin, cout, 3, padding=1, bias=True, weight_bit_width=wb,
+                                   weight_quant=Int8WeightPerTensorFixedPoint)
+
+        def act() -> nn.Module:
+            return qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=a_bits,
+                                 return_quant_tensor=True)
+
+        self.q_px = qnn.QuantIdentity(act_quant=pixel_quant, return_quant_tensor=True)
+        self.stem, self.q_in = conv(1, 8, 8), act()
+        self.c1, self.bn1, self.q1 = conv(8, 8, w_bits), nn.BatchNorm2d(8), act()
+        self.c2, self.q_out = conv(8, 8, w_bits), act()
+        self.pool, self.flat = nn.MaxPool2d(2), nn.Flatten()
+        self.fc = qnn.QuantLinear(128, 10, bias=True, weight_bit_width=8, bias_quant=Int32Bias,
+                                  weight_quant=Int8WeightPerTensorFixedPoint)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.stem(self.q_px(x))
+        m = self.c2(self.q1(self.bn1(self.c1(self.q_in(r)))))
+        return self.fc(self.flat(self.pool(self.q_out(m + r))))
+
+
+def build(dataset: str, w_bits: int, a_bits: int, in_bits: int,
+          residual: bool = False) -> nn.Module:
+    """The Brevitas network for ``dataset`` (see the module docstring); ``residual`` (digits):
+    :class:`ResidualDigits` instead."""
     import brevitas.nn as qnn
     from brevitas.inject.enum import ScalingImplType
     from brevitas.quant import Int32Bias, Uint8ActPerTensorFloat
@@ -46,6 +83,11 @@ def build(dataset: str, w_bits: int, a_bits: int, in_bits: int) -> nn.Module:
         bit_width = in_bits
         max_val = float((1 << in_bits) - 1)
         min_val = 0.0
+
+    if residual:
+        if dataset != "digits":
+            raise ValueError("residual: only the digits network has a residual variant")
+        return ResidualDigits(w_bits, a_bits, in_bits, PixelQuant)
 
     def conv(cin: int, cout: int, wb: int) -> list[nn.Module]:
         return [qnn.QuantConv2d(cin, cout, 3, padding=1, weight_bit_width=wb, bias=True),
@@ -73,12 +115,13 @@ def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def train(dataset: str, w_bits: int, a_bits: int, epochs: int, seed: int, lr: float = 3e-3,
-          shift: int = 1, batch: int = 64, log=print) -> tuple[nn.Module, dict]:
+          shift: int = 1, batch: int = 64, log=print, residual: bool = False
+          ) -> tuple[nn.Module, dict]:
     """Train the reference; returns the best-validation network and its accuracies."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     d = carve_validation(load_dataset(dataset), 10)
-    net = build(dataset, w_bits, a_bits, d.bits)
+    net = build(dataset, w_bits, a_bits, d.bits, residual)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
     gen = torch.Generator().manual_seed(seed)
@@ -102,7 +145,8 @@ def train(dataset: str, w_bits: int, a_bits: int, epochs: int, seed: int, lr: fl
             best, best_state = val, copy.deepcopy(net.state_dict())
         log(f"epoch {ep + 1}/{epochs} loss {loss.item():.3f} val {val:.4f}")
     net.load_state_dict(best_state)
-    res = {"dataset": dataset, "w_bits": w_bits, "a_bits": a_bits, "epochs": epochs,
+    res = {"dataset": dataset, "residual": residual, "w_bits": w_bits, "a_bits": a_bits,
+           "epochs": epochs,
            "seed": seed, "val_acc": best, "test_acc": accuracy(net, d.x_test, d.y_test),
            "train_s": round(time.time() - t0, 1)}
     return net.eval(), res
@@ -326,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--out", default="", help="output directory")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--residual", action="store_true",
+                    help="digits: the residual variant (power-of-two scales, ResidualDigits)")
     ap.add_argument("--compare", action="store_true",
                     help="make compare: Brevitas vs ours at --bits, table to docs/compare.md")
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 2])
@@ -344,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--out is required (unless --compare)")
     shift = 1 if a.dataset == "digits" else 2
     net, res = train(a.dataset, a.w_bits, a.a_bits, a.epochs, a.seed, a.lr, shift,
-                     log=(lambda s: None) if a.quiet else print)
+                     log=(lambda s: None) if a.quiet else print, residual=a.residual)
     out = Path(a.out)
     t0 = time.time()
     res.update(export_and_import(net, a.dataset, out))

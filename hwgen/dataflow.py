@@ -304,6 +304,19 @@ def mac_bound_width(chunks: int, simd: int, a_bits: int, w_bits: int, bias_width
 LUT_MUL_MAX_BITS = 4
 
 
+# A weight ROM of at least ROM_BRAM_BITS bits gets at least ROM_BRAM_DEPTH words (mvau
+# WgtMinDepth; the image fills the first ones): Yosys 0.70 costs a shallow ROM in logic by its
+# bit count, so a 64 x 36-bit ROM became about 700 iCE40 LUT4 instead of 3 EBR (measured,
+# docs/dataflow.md); at 128 words block RAM wins its cost model.
+ROM_BRAM_BITS = 1024
+ROM_BRAM_DEPTH = 128
+
+
+def wgt_rom_min_depth(words: int, width: int) -> int:
+    """mvau WgtMinDepth for a weight ROM of ``words`` x ``width`` bits."""
+    return ROM_BRAM_DEPTH if words * width >= ROM_BRAM_BITS and words < ROM_BRAM_DEPTH else 1
+
+
 def mvau_params(wmat: np.ndarray, bias: np.ndarray | None, a_bits: int, w_bits: int,
                 acc_bits: int, pe: int, simd: int, act: str = "none", act_bits: int = 0,
                 act_param: int = 0, in_mode: int = 0, binary_search: int = 0
@@ -326,7 +339,8 @@ def mvau_params(wmat: np.ndarray, bias: np.ndarray | None, a_bits: int, w_bits: 
                 AccWidth=acc_width, BiasWidth=bias_width, Act=ACT_CODE[act],
                 ActBits=max(act_bits, 1), ActParam=act_param, AccBits=acc_bits,
                 BinarySearch=binary_search, InMode=in_mode, InReg=1,
-                LutMul=int(min(a_bits, w_bits) <= LUT_MUL_MAX_BITS))
+                LutMul=int(min(a_bits, w_bits) <= LUT_MUL_MAX_BITS),
+                WgtMinDepth=wgt_rom_min_depth(-(-cout // pe) * chunks, pe * simd * w_bits))
 
 
 def write_mvau_images(out_dir: str | Path, prefix: str, wmat: np.ndarray,

@@ -69,6 +69,10 @@ module mvau #(
   /// mac_array LutMul: 1 = products as shifted partial products (no multiplier / DSP block
   /// inferred); 0 = w*a products (the synthesis tool chooses).
   parameter int LutMul       = 0,
+  /// Words of the weight ROM at least (the image fills the first Groups*Chunks): a deeper
+  /// ROM makes Yosys's cost model choose block RAM over LUT logic for a wide, shallow ROM
+  /// (iCE40: 64 x 36 bits became about 700 LUT4); 1..2^20.
+  parameter int WgtMinDepth  = 1,
   /// Weight ROM image (layout above); "" = all weights 0 (lint / elaboration only).
   parameter     WgtFile      = "",
   /// Bias ROM image (layout above); "" = all biases 0.
@@ -124,6 +128,9 @@ module mvau #(
   if (Act == 0 && (AccBits < 2 || AccBits > AccWidth)) begin : gen_check_accbits
     `NUQ_ELAB_FATAL((1, "mvau: AccBits=%0d must lie in 2..AccWidth=%0d", AccBits, AccWidth))
   end
+  if (WgtMinDepth < 1 || WgtMinDepth > (1 << 20)) begin : gen_check_rom_depth
+    `NUQ_ELAB_FATAL((1, "mvau: WgtMinDepth=%0d must lie in 1..2^20", WgtMinDepth))
+  end
   if (InMode != 0 && InMode != 1) begin : gen_check_mode
     `NUQ_ELAB_FATAL((1, "mvau: InMode=%0d must be 0 or 1", InMode))
   end
@@ -172,9 +179,12 @@ module mvau #(
   logic [Pe*Simd*WBits-1:0] wgt;
   logic [Pe*BiasWidth-1:0]  bias;
 
+  localparam int RomDepth = (Beats < WgtMinDepth) ? WgtMinDepth : Beats;
+  localparam int RomAW    = (RomDepth > 1) ? $clog2(RomDepth) : 1;
+
   ram_sdp #(
     .Width   (Pe * Simd * WBits),
-    .Depth   (Beats),
+    .Depth   (RomDepth),
     .InitFile(WgtFile)
   ) u_wgt_rom (
     .clk_i,
@@ -182,7 +192,7 @@ module mvau #(
     .waddr_i('0),
     .wdata_i('0),
     .re_i   (fetch),
-    .raddr_i(addr_q),
+    .raddr_i(RomAW'(addr_q)),
     .rdata_o(wgt)
   );
 

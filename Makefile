@@ -113,7 +113,7 @@ lint: setup
 # -> docs/compare.md, then Brevitas on mnist5k (COMPARE_ARGS; long: ~40 min digits + ~25 min
 # mnist5k on 2 shared cores; reuses what is already under build/compare/).
 .PHONY: compare
-COMPARE_ARGS ?= --mnist-epochs 15
+COMPARE_ARGS ?= --residual-epochs 40 --mnist-epochs 15
 compare: setup
 	nice -n 10 $(PY) -m train.brevitas_ref --compare $(COMPARE_ARGS)
 

@@ -245,7 +245,7 @@ def _five_seed(wa: int, dataset: str = "digits") -> str:
 
 
 def compare(bits: Sequence[int], epochs: int, sim_n: int, mnist_epochs: int = 0,
-            log=print) -> str:
+            res_epochs: int = 0, log=print) -> str:
     """Train/import (or reuse, under build/compare/) each model, run it on the RTL engine,
     and return the markdown of docs/compare.md."""
     from golden.model import load_model, predict
@@ -267,10 +267,21 @@ def compare(bits: Sequence[int], epochs: int, sim_n: int, mnist_epochs: int = 0,
         ts = COMPARE_DIR / f"ours_digits_{wa}_{wa}" / "train_s.json"
         steps += [br["train_s"] + br.get("import_check_s", 0.0),
                   json.loads(ts.read_text())["train_s"] if ts.exists() else 0.0]
-        for kind, mdir, acc, extra in (
-                ("Brevitas uniform QAT (no residual)", b_out / "model", br["golden_test_acc"],
-                 f"{br['streamlined']}/{br['images']}"),
-                ("ours: Gaussian-CDF weights + threshold", o_export, o_acc, "—")):
+        models = [("Brevitas uniform QAT (no residual)", b_out / "model", br["golden_test_acc"],
+                   f"{br['streamlined']}/{br['images']}")]
+        r_out = COMPARE_DIR / f"brevitas_res_digits_{wa}_{wa}"
+        if not (r_out / "result.json").exists() and res_epochs > 0:
+            log(f"brevitas residual {wa}/{wa}: training {res_epochs} epochs")
+            net, res = train("digits", wa, wa, res_epochs, 0, log=lambda s: None, residual=True)
+            res.update(export_and_import(net, "digits", r_out))
+            (r_out / "result.json").write_text(json.dumps(res, indent=1) + "\n")
+        if (r_out / "result.json").exists():
+            rr = json.loads((r_out / "result.json").read_text())
+            steps.append(rr["train_s"] + rr.get("import_check_s", 0.0))
+            models.append(("Brevitas uniform QAT, residual (fixed-point scales)", r_out / "model",
+                           rr["golden_test_acc"], f"{rr['streamlined']}/{rr['images']}"))
+        models.append(("ours: Gaussian-CDF weights + threshold", o_export, o_acc, "—"))
+        for kind, mdir, acc, extra in models:
             rtl = _rtl(mdir, sim_n, log)
             steps.append(rtl.get("wall_s", 0.0))
             mb = memory_bits(mdir)
@@ -352,6 +363,10 @@ What each column is, and what was measured:
   8-bit weights in the first and last layer; Brevitas: Adam 3e-3 cosine, 40 epochs from
   scratch, per-tensor learned scales; ours: the recipe of docs/results.md (30 FP32 + 10 QAT
   epochs).
+* **residual (fixed-point scales)** (`--residual-epochs N`, `make compare` passes 40): the
+  Brevitas network *with* our residual block (`ResidualDigits`): power-of-two weight and
+  activation scales, no BatchNorm on the two convs feeding the add, so the add imports as
+  ours; otherwise as the row above.
 * **mnist5k section** (`--mnist-epochs N`, `make compare` passes 15): Brevitas's mnist5k
   network (module docstring), seed 0, beside our threshold rows of docs/results.md (our sweep
   has no 4/4 threshold row on mnist5k, and our mnist5k models were not re-run here); the RTL
@@ -376,13 +391,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="make compare: Brevitas vs ours at --bits, table to docs/compare.md")
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 2])
     ap.add_argument("--sim-n", type=int, default=0, help="RTL images (0: the whole split)")
+    ap.add_argument("--residual-epochs", type=int, default=0,
+                    help="with --compare: also train the residual Brevitas variant (0: only list "
+                         "runs already under build/compare/)")
     ap.add_argument("--mnist-epochs", type=int, default=0,
                     help="with --compare: also train Brevitas on mnist5k (0: only list runs "
                          "already under build/compare/)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.compare:
-        md = compare(a.bits, a.epochs, a.sim_n, a.mnist_epochs)
+        md = compare(a.bits, a.epochs, a.sim_n, a.mnist_epochs, a.residual_epochs)
         Path("docs/compare.md").write_text(md + _COMPARE_NOTES)
         print(md)
         return 0

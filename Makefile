@@ -110,7 +110,7 @@ lint: setup
 
 # Brevitas uniform QAT vs our Gaussian threshold quantizer at 4/4 and 2/2 on digits: trains both,
 # imports Brevitas's QONNX (golden/qonnx_import.py), runs all four on the serial engine (Verilator)
-# -> docs/compare.md, then Brevitas on mnist5k (COMPARE_ARGS; long: ~40 min digits + ~25 min
+# -> docs/compare.md, then Brevitas on mnist5k (COMPARE_ARGS; long: ~55 min digits + ~25 min
 # mnist5k on 2 shared cores; reuses what is already under build/compare/).
 .PHONY: compare
 COMPARE_ARGS ?= --residual-epochs 40 --mnist-epochs 15

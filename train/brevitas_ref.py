@@ -2,8 +2,8 @@
 
     python -m train.brevitas_ref --dataset digits --w-bits 4 --a-bits 4 --out build/brev_4_4
 
-The network is our small CNN without its residual connection (the importer does not take a
-residual add yet, docs/qonnx.md): digits ``conv 1->8 (8-bit weights) - act - conv 8->8 - act -
+The network is our small CNN without its residual connection (``--residual``: with it,
+:class:`ResidualDigits`): digits ``conv 1->8 (8-bit weights) - act - conv 8->8 - act -
 conv 8->8 - act - maxpool 2 - dense 128->10 (8-bit weights)``; mnist5k ``conv 1->8 (8-bit) - act -
 maxpool - conv 8->16 - act - conv 16->16 - act - conv 16->16 - act - maxpool - dense 784->10
 (8-bit)``, BatchNorm after every conv, every activation ``QuantReLU`` with ``a`` bits (learned
@@ -357,9 +357,9 @@ What each column is, and what was measured:
   steady state, input to logits.
 * **weight / threshold / bias bits**: the parameter storage of each export as the engine
   holds it (computed from the export by `memory_bits`, not synthesized).
-* The Brevitas network is our digits CNN without the residual connection (the importer does
-  not take a residual add yet, docs/qonnx.md), with BatchNorm folded into its thresholds; ours
-  keeps the residual block, so it runs one more pass (the add) in the engine. Both keep
+* The first Brevitas row is our digits CNN without the residual connection, with BatchNorm
+  after every conv (folded into its thresholds); ours and the residual Brevitas row keep the
+  residual block, so they run one more pass (the add) in the engine. Both keep
   8-bit weights in the first and last layer; Brevitas: Adam 3e-3 cosine, 40 epochs from
   scratch, per-tensor learned scales; ours: the recipe of docs/results.md (30 FP32 + 10 QAT
   epochs).

@@ -167,6 +167,9 @@ BLOCK_ARCH = {"xilinx": "xilinx", "up5k": "ice40", "ecp5": "ice40"}
 # Units measured apart from the block sweep (LUT, FF per channel-bit): maxpool_stream 16 ch x 4
 # bits (ice40 292 LUT, Xilinx 415 LUT) -> about 5 LUT and 2 FF per channel-bit.
 MAXPOOL_PER_BIT = (5.0, 2.0)
+# iCE40 logic cells per flip-flop beyond the LUTs (measured: the digits T4608 UP5K build, 5,066
+# SB_LUT4 and 3,785 flip-flops placed as 8,018 ICESTORM_LC by nextpnr: 0.78 a flip-flop).
+ICE40_FF_LC = 0.78
 # residual_add lane with constant shifts: LUTs beyond 2 per output bit (adder + clamp).
 ADD_LANE_LUT = 4
 
@@ -467,6 +470,16 @@ def check_device(fp: FoldPlan) -> None:
             big = max((*fp.layers, *fp.others), key=lambda lp: lp.res[res])
             raise FoldError(f"model {fp.model}: {tot} {res.upper()} needed (largest: layer "
                             f"{big.name}, {big.res[res]}), device {dev.name} has {cap}")
+    if dev.arch == "up5k":
+        # an iCE40 logic cell holds one LUT4 and one flip-flop, but a flip-flop fed by another
+        # flip-flop, a block RAM or a carry gets a cell of its own
+        lc = fp.total("lut") + round(ICE40_FF_LC * fp.total("ff"))
+        if lc > dev.lut:
+            big = max((*fp.layers, *fp.others),
+                      key=lambda lp: lp.res["lut"] + ICE40_FF_LC * lp.res["ff"])
+            raise FoldError(f"model {fp.model}: {lc} logic cells needed ({fp.total('lut')} LUT "
+                            f"+ {ICE40_FF_LC} x {fp.total('ff')} FF; largest: layer {big.name}),"
+                            f" device {dev.name} has {dev.lut}")
 
 
 def plan(model: IntModel, target_cycles: int | None = None, lut_budget: int | None = None,

@@ -18,6 +18,7 @@ from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_time
 
 from golden import ops
+from tb.common import coverage as fcov
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.runner import RTL, SIMS, run_cocotb, sim_build_dir
 from tb.common.stream import pack
@@ -38,6 +39,7 @@ class MacEnv:
              "last": dut.in_last_i, "user": dut.in_user_i},
             {"y": dut.out_data_o, "user": dut.out_user_o}, rng, seed, bubble, bp)
         self.rng = rng
+        fcov.start_watch(fcov.block_coverage("mac_array"), dut)
         self.np_rng = np.random.default_rng(rng.getrandbits(64))
         self.pe, self.simd = p["Pe"], p["Simd"]
         self.a_bits, self.w_bits = p["ABits"], p["WBits"]
@@ -61,6 +63,7 @@ class MacEnv:
         ``bias`` (Pe,). Non-first beats carry random bias values (they must be ignored) and
         every beat random user bits (only the last beat's must come out)."""
         n = act.shape[0]
+        fcov.sample_mac_array(fcov.block_coverage("mac_array"), self.p, act, wgt, n)
         # golden.ops.dense over the concatenated beats: a[b*Simd+s], w[p, b*Simd+s]
         y = ops.dense(act.reshape(-1), wgt.transpose(1, 0, 2).reshape(self.pe, -1), bias,
                       self.a_bits, self.w_bits, self.acc)

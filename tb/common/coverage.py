@@ -161,14 +161,14 @@ async def watch_stream(cov: BlockCoverage, clk: Any, rst_n: Any, in_valid: Any, 
 
     stall = {"in": 0, "out": 0}
     gap = {"in": 0, "out": 0}
-    inside, was_rst = 0, True
+    inside, was_rst, busy = 0, True, False
     reset_bins = {"reset with beats in flight": lambda busy: busy}
     while True:
         await RisingEdge(clk)
         if not _high(rst_n):
             if not was_rst:
-                cov.sample("reset", reset_bins, inside > 0 or _high(in_valid))
-            inside, was_rst = 0, True
+                cov.sample("reset", reset_bins, busy)
+            inside, was_rst, busy = 0, True, False
             stall = {"in": 0, "out": 0}
             gap = {"in": 0, "out": 0}
             continue
@@ -183,6 +183,9 @@ async def watch_stream(cov: BlockCoverage, clk: Any, rst_n: Any, in_valid: Any, 
                 stall[side] += 1
             else:
                 gap[side] += 1
+        # beats in flight at this edge: inside the block or offered to it (a testbench drops
+        # its valid together with the reset, so a reset looks at the edge before it)
+        busy = inside > 0 or _high(in_valid)
 
 
 def start_watch(cov: BlockCoverage, dut: Any, in_valid: str = "in_valid_i",

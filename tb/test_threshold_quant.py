@@ -27,6 +27,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 
 from golden import ops
+from tb.common import coverage as fcov
 from tb.common.elab import assert_elab_fails
 from tb.common.harness import StreamEnv, tb_params, tb_rng
 from tb.common.memfile import write_threshold_image
@@ -88,6 +89,7 @@ class ThrEnv:
                              {"y": dut.out_data_o, "u": dut.out_user_o}, self.rng, seed,
                              bubble, bp)
         self.dut = dut
+        fcov.start_watch(fcov.block_coverage("threshold_quant"), dut)
         self.w, self.a = p["AccWidth"], p["ABits"]
         self.ch, self.lanes = p["Channels"], p["Lanes"]
         self.groups = -(-self.ch // self.lanes)
@@ -140,6 +142,8 @@ class ThrEnv:
             y = ops.threshold(x, t, self.a, self.w)
             for i, l in enumerate(real):
                 ys[l] = int(y[i])
+        fcov.sample_threshold_quant(fcov.block_coverage("threshold_quant"), self.p, self.table,
+                                    chans, xs, ys)
         u = self.rng.getrandbits(self.p["UserWidth"])
         self.env.send({"x": pack(xs, self.w), "g": g, "u": u},
                       {"y": pack(ys, self.a), "u": u}, f"g={g} x={xs} user={u} {what}")

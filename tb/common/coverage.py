@@ -290,8 +290,9 @@ def sample_threshold_quant(cov: BlockCoverage, p: Mapping[str, int], table: Any,
         for d, name in ((-1, "T-1"), (0, "T"), (1, "T+1")):
             kb[f"x = {name} at k={k + 1}"] = lambda v, k=k, d=d: v[0] == v[1][k] + d
     cb = level_bins(range(levels + 1), "code {}")
-    tb = {"duplicate thresholds": lambda t: any(t[i] == t[i + 1] for i in range(len(t) - 1)),
-          "a threshold = min": lambda t: lo in t, "a threshold = max": lambda t: hi in t}
+    tb = {"a threshold = min": lambda t: lo in t, "a threshold = max": lambda t: hi in t}
+    if levels > 1:  # ABits = 1 has a single threshold
+        tb["duplicate thresholds"] = lambda t: any(t[i] == t[i + 1] for i in range(len(t) - 1))
     for c, x, y in zip(chans, xs, ys):
         if c >= p["Channels"] or table is None:
             continue

@@ -68,7 +68,8 @@ class BlockCoverage:
         return sample
 
     def sample(self, name: str, bins: Bins, value: Any) -> None:
-        self.point(name, bins)(value)
+        if enabled():
+            self.point(name, bins)(value)
 
     def results(self) -> dict[str, dict[str, int]]:
         from cocotb_coverage.coverage import coverage_db
@@ -87,6 +88,11 @@ class BlockCoverage:
         path.write_text(json.dumps(dict(block=self.block, params=self.params, tag=self.tag,
                                         sim=sim, points=self.results()), indent=0) + "\n")
         return path
+
+
+def enabled() -> bool:
+    """``TB_FCOV=0`` turns sampling off (to measure what it costs)."""
+    return os.environ.get("TB_FCOV", "1") not in ("", "0")
 
 
 _BY_BLOCK: dict[str, BlockCoverage] = {}
@@ -194,6 +200,8 @@ def start_watch(cov: BlockCoverage, dut: Any, in_valid: str = "in_valid_i",
     """Start :func:`watch_stream` on a one-in one-out block with the usual port names."""
     import cocotb
 
+    if not enabled():
+        return
     cocotb.start_soon(watch_stream(cov, dut.clk_i, dut.rst_ni, getattr(dut, in_valid),
                                    getattr(dut, in_ready), getattr(dut, out_valid),
                                    getattr(dut, out_ready)))

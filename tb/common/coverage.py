@@ -67,6 +67,26 @@ class BlockCoverage:
         self.points[name], self.names[name] = sample, full
         return sample
 
+    def levels(self, name: str, values: Sequence[int], fmt: str, value: int) -> None:
+        """Sample ``value`` into coverpoint ``name`` with one bin per integer of ``values``
+        (labelled with ``fmt``): plain equality, the first match ends the search (cheaper than
+        a predicate per bin for the 256 codes of ABits 8)."""
+        if not enabled():
+            return
+        if name not in self.points:
+            from cocotb_coverage.coverage import CoverPoint
+
+            full = f"{self.block}.{self.tag}.{name}"
+            vals = list(values)
+
+            @CoverPoint(full, xf=lambda v: v, bins=vals,
+                        bins_labels=[fmt.format(v) for v in vals], inj=True)
+            def sample(v: Any) -> None:
+                return None
+
+            self.points[name], self.names[name] = sample, full
+        self.points[name](value)
+
     def sample(self, name: str, bins: Bins, value: Any) -> None:
         if enabled():
             self.point(name, bins)(value)
@@ -167,14 +187,14 @@ async def watch_stream(cov: BlockCoverage, clk: Any, rst_n: Any, in_valid: Any, 
 
     stall = {"in": 0, "out": 0}
     gap = {"in": 0, "out": 0}
-    inside, was_rst, busy = 0, True, False
+    inside, was_rst, busy, since_valid = 0, True, False, 99
     reset_bins = {"reset with beats in flight": lambda busy: busy}
     while True:
         await RisingEdge(clk)
         if not _high(rst_n):
             if not was_rst:
                 cov.sample("reset", reset_bins, busy)
-            inside, was_rst, busy = 0, True, False
+            inside, was_rst, busy, since_valid = 0, True, False, 99
             stall = {"in": 0, "out": 0}
             gap = {"in": 0, "out": 0}
             continue
@@ -189,9 +209,11 @@ async def watch_stream(cov: BlockCoverage, clk: Any, rst_n: Any, in_valid: Any, 
                 stall[side] += 1
             else:
                 gap[side] += 1
-        # beats in flight at this edge: inside the block or offered to it (a testbench drops
-        # its valid together with the reset, so a reset looks at the edge before it)
-        busy = inside > 0 or _high(in_valid)
+        # beats in flight: inside the block, or offered to it in one of the last 3 cycles (a
+        # testbench drops its valid together with the reset, and a random bubble may just have
+        # emptied the block: the driver's queue is not visible here)
+        since_valid = 0 if _high(in_valid) else since_valid + 1
+        busy = inside > 0 or since_valid < 3
 
 
 def start_watch(cov: BlockCoverage, dut: Any, in_valid: str = "in_valid_i",
@@ -217,10 +239,10 @@ def sample_log2_act(cov: BlockCoverage, p: Mapping[str, int], xs: Sequence[int],
     w, a = p["AccWidth"], p["ABits"]
     lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
     xb = pow2_bins(lo, hi)
-    cb = level_bins(range(min((1 << a) - 1, w - 1) + 1), "code {}")
+    codes = range(min((1 << a) - 1, w - 1) + 1)
     for x, y in zip(xs, ys):
         cov.sample("x", xb, int(x))
-        cov.sample("code", cb, int(y))
+        cov.levels("code", codes, "code {}", int(y))
     cov.sample("offset", {"offset 0": lambda s: s == 0, "offset 1..AccWidth-1":
                           lambda s: 0 < s < w, "offset >= AccWidth": lambda s: s >= w}, offset)
 
@@ -233,14 +255,13 @@ def sample_shift_quant(cov: BlockCoverage, p: Mapping[str, int], xs: Sequence[in
     w, a = p["AccWidth"], p["ABits"]
     lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
     top = (1 << a) - 1
-    cb = level_bins(range(top + 1), "code {}")
     xb = {"negative": lambda v: v[0] < 0, "zero": lambda v: v[0] == 0,
           "min": lambda v: v[0] == lo, "max": lambda v: v[0] == hi,
           "top code exactly": lambda v: v[0] >= 0 and (v[0] >> v[1]) == top}
     if hi > top:  # else no x saturates (e.g. AccWidth 9, ABits 8)
         xb["saturating"] = lambda v: v[0] >= 0 and (v[0] >> v[1]) > top
     for x, y in zip(xs, ys):
-        cov.sample("code", cb, int(y))
+        cov.levels("code", range(top + 1), "code {}", int(y))
         cov.sample("x", xb, (int(x), shift))
     cov.sample("shift", {"shift 0": lambda s: s == 0, "shift 1..AccWidth-2":
                          lambda s: 0 < s < w - 1, "shift AccWidth-1": lambda s: s == w - 1},
@@ -297,7 +318,6 @@ def sample_threshold_quant(cov: BlockCoverage, p: Mapping[str, int], table: Any,
     for k in range(levels):
         for d, name in ((-1, "T-1"), (0, "T"), (1, "T+1")):
             kb[f"x = {name} at k={k + 1}"] = lambda v, k=k, d=d: v[0] == v[1][k] + d
-    cb = level_bins(range(levels + 1), "code {}")
     tb = {"a threshold = min": lambda t: lo in t, "a threshold = max": lambda t: hi in t}
     if levels > 1:  # ABits = 1 has a single threshold
         tb["duplicate thresholds"] = lambda t: any(t[i] == t[i + 1] for i in range(len(t) - 1))
@@ -306,7 +326,7 @@ def sample_threshold_quant(cov: BlockCoverage, p: Mapping[str, int], table: Any,
             continue
         row = [int(v) for v in table[c]]
         cov.sample("x vs T_k", kb, (int(x), row))
-        cov.sample("code", cb, int(y))
+        cov.levels("code", range(levels + 1), "code {}", int(y))
         cov.sample("table", tb, tuple(row))
 
 
@@ -320,7 +340,7 @@ def sample_mac_array(cov: BlockCoverage, p: Mapping[str, int], act: Any, wgt: An
     whi = (1 << (p["WBits"] - 1)) - 1  # symmetric weight codes (golden.checks.weight_range)
     wlo = -whi
     a, wg = np.asarray(act), np.asarray(wgt)
-    cov.sample("beats", level_bins(range(1, p["MaxBeats"] + 1), "{} beats"), int(n_beats))
+    cov.levels("beats", range(1, p["MaxBeats"] + 1), "{} beats", int(n_beats))
     cov.sample("extremes", {"act 0": lambda v: bool((v[0] == 0).any()),
                             "act max": lambda v: bool((v[0] == amax).any()),
                             "weight min": lambda v: bool((v[1] == wlo).any()),

@@ -361,7 +361,9 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _key(r: dict[str, Any]) -> tuple[str, str, str]:
-    return (str(r["engine"]), str(r["model"]), str(r["folding"]).split(":")[0])
+    """A build: engine, model and its full folding (a planner target whose layer foldings
+    changed is another build; the earlier one stays with its figures and commit)."""
+    return (str(r["engine"]), str(r["model"]), str(r["folding"]))
 
 
 def merge_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -371,8 +373,7 @@ def merge_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     old = [dict(r) for r in csv.DictReader(path.open())] if path.is_file() else []
     for o in old:  # a family not re-run keeps its earlier figures (same layer foldings)
         n = new.get(_key(o))
-        same = n is not None and str(n["folding"]) == str(o["folding"])  # same layer foldings
-        for a, _ in (FAMILIES if same else ()):
+        for a, _ in (FAMILIES if n is not None else ()):
             if n.get(f"{a}_luts") in (None, "") and o.get(f"{a}_luts") not in (None, ""):
                 n.update({k: v for k, v in o.items() if k.startswith(f"{a}_")})
                 n[f"{a}_rtl"] = o.get(f"{a}_rtl") or o.get("rtl", "")

@@ -1,6 +1,7 @@
 """A small environment shared by the block testbenches: clock, reset, one input stream driver,
-one output stream monitor and a scoreboard, with the seed and parameters the pytest side
-passed in ``TB_SEED`` / ``TB_PARAMS``."""
+one output stream monitor (both cocotb-bus based, see :mod:`tb.common.stream`) and a
+scoreboard, with the seed and parameters the pytest side passed in ``TB_SEED`` /
+``TB_PARAMS``."""
 from __future__ import annotations
 
 import json
@@ -53,7 +54,11 @@ class StreamEnv:
     async def start(self) -> None:
         self.dut.rst_ni.value = 0
         cocotb.start_soon(Clock(self.clk, 10, unit="ns").start())
-        self._tasks = [cocotb.start_soon(self.driver.run()), cocotb.start_soon(self.monitor.run())]
+        # Start the driver's send thread and the monitor's receive thread (cocotb-bus); _tasks
+        # names them (a test may cancel the driver's to drive the input by hand).
+        await self.driver.run()
+        await self.monitor.run()
+        self._tasks = [self.driver._thread, self.monitor._thread]
         await self.reset()
 
     async def reset(self, cycles: int = 3) -> None:

@@ -492,12 +492,20 @@ module threshold_quant #(
 
       for (genvar k = 0; k < NumThr; k++) begin : gen_cmp
         if (Rd == 1) begin : gen_sync_rd
-          logic [AddrWidth-1:0] raddr;
-          logic [AccWidth-1:0]  t_q;
-          assign raddr = (rchan < 32'(Channels)) ? AddrWidth'(rchan * 32'(NumThr) + 32'(k))
-                                                 : '0;
+          // A ChanGroups-way select of words at elaboration-time addresses (no address
+          // arithmetic: a computed rchan*NumThr+k was mapped to an ECP5 MULT18X18D and
+          // started the build's critical path).
+          logic [AccWidth-1:0] t_d, t_q;
+          always_comb begin
+            t_d = '0;
+            for (int gg = 0; gg < ChanGroups; gg++) begin
+              if (32'(in_chan_i) == gg && (gg * Lanes + l) < Channels) begin
+                t_d = thr_q[(gg * Lanes + l) * NumThr + k];
+              end
+            end
+          end
           always_ff @(posedge clk_i) begin
-            if (enable) t_q <= thr_q[raddr];
+            if (enable) t_q <= t_d;
           end
           assign ge[k] = ge_word(x, t_q ^ Enc);
         end else begin : gen_async_rd
@@ -518,10 +526,8 @@ module threshold_quant #(
         end
       end
       assign code_d[l*ABits +: ABits] = chan_ok ? node[1][ABits-1:0] : '0;
-      if (ChanGroups == 1 || Rd == 0) begin : gen_no_rchan
-        logic unused_rchan;
-        assign unused_rchan = ^rchan;
-      end
+      logic unused_rchan;  // the read stage selects by group (gen_sync_rd)
+      assign unused_rchan = ^rchan;
     end
 
     always_ff @(posedge clk_i or negedge rst_ni) begin

@@ -475,7 +475,10 @@ def run_threshold_quant(sim: str, params: dict, extra_env: dict | None = None) -
         t = make_table(random.Random(f"{seed}:image"), params["Channels"], params["ABits"],
                        params["AccWidth"])
         write_threshold_image(hexf, t, params["ABits"], params["AccWidth"])
-        np.save(npyf, t)
+        tmp = npyf.with_name(f"{npyf.name}.{os.getpid()}.tmp")  # atomic: see write_threshold_image
+        with open(tmp, "wb") as f:
+            np.save(f, t)
+        os.replace(tmp, npyf)
         params["InitFile"] = f'"{hexf}"'
         env["TB_THR_NPY"] = str(npyf)
     return run_cocotb("threshold_quant", ["threshold_quant.sv"], "tb.test_threshold_quant",

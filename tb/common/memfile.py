@@ -9,6 +9,7 @@ number of words, width), naming the file and the parameter (see the end of this 
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -35,7 +36,11 @@ def write_threshold_image(path: str | Path, t: np.ndarray, a_bits: int, acc_bits
     path = Path(path)
     lines = threshold_image_lines(t, a_bits, acc_bits)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    # Atomic: parallel workers may write the same image (both simulators of a set) while a
+    # simulator reads it; a plain rewrite would let it read a truncated file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
     return path
 
 
